@@ -1,0 +1,1 @@
+"""The audit trail: durable, searchable statement and session events."""

@@ -1,0 +1,1 @@
+"""PostgreSQL protocol 3.0: sans-IO codec, authentication and replies."""

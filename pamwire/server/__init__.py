@@ -1,0 +1,1 @@
+"""The trio layer: listeners, sessions, upstream connections."""

@@ -1,0 +1,1 @@
+"""SQL analysis: statements in, facts out; knows nothing of the wire."""

@@ -1,0 +1,343 @@
+"""The configuration file: declared once as typed records, loaded from TOML, validated.
+
+Every key is declared with its type and help text in the attrs classes below. Loading
+walks the TOML tables against those declarations, so an unknown key, a wrong type or a
+bad value is an error naming the file and the dotted key (and the nearest valid key
+for a typo). Secrets are never inline: a credential names a file or an environment
+variable, read only when a connection needs it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from pamwire.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "pamwire.toml"
+CONFIG_ENV = "PAMWIRE_CONFIG"
+PROTOCOLS = ("postgres", "mysql")
+T = typing.TypeVar("T")
+
+
+def _help(text: str, default: Any = attrs.NOTHING, **kw: Any) -> Any:
+    return attrs.field(default=default, metadata={"help": text}, **kw)
+
+
+@attrs.frozen
+class Listener:
+    """One address pamwire accepts clients on."""
+
+    protocol: str = _help("wire protocol spoken on this listener: postgres or mysql")
+    host: str = _help("address to bind", "127.0.0.1")
+    port: int = _help("TCP port to bind; 0 picks a free port", 6432)
+    max_message_size: int = _help(
+        "largest protocol message accepted from a client, in bytes", 1 << 30
+    )
+
+
+@attrs.frozen
+class Credential:
+    """How pamwire logs in to a target: a user and where its password is kept."""
+
+    user: str = _help("database account pamwire logs in as")
+    password_file: str | None = _help("file holding the password (first line)", None)
+    password_env: str | None = _help("environment variable holding the password", None)
+
+
+@attrs.frozen
+class Target:
+    """A named upstream database; the database name a client asks for picks it."""
+
+    name: str
+    protocol: str = _help("postgres or mysql")
+    host: str = _help("upstream server address")
+    port: int = _help("upstream server port")
+    database: str = _help("database name on the upstream server")
+    credential: Credential = _help("the account pamwire logs in as upstream")
+    connect_timeout: float = _help("seconds to wait for the upstream login", 10.0)
+
+
+@attrs.frozen
+class AuditConfig:
+    """Where the audit trail is written."""
+
+    path: str = _help("SQLite file of the audit trail", "audit.db")
+
+
+@attrs.frozen
+class UsersConfig:
+    """Where persons and their SCRAM verifiers are stored."""
+
+    path: str = _help("SQLite file of persons", "users.db")
+
+
+@attrs.frozen
+class RulesConfig:
+    """Which rule files decide statements."""
+
+    files: tuple[str, ...] = _help(
+        "rule files, relative to the config file; 'pack:NAME' names a shipped pack",
+        ("pack:baseline",),
+    )
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration of one pamwire instance."""
+
+    path: Path
+    listeners: tuple[Listener, ...]
+    targets: dict[str, Target]
+    audit: AuditConfig
+    users: UsersConfig
+    rules: RulesConfig
+
+    def resolve(self, value: str) -> Path:
+        """A path from the file, taken relative to the file's own folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
+
+    def read_secret(self, credential: Credential, *, key: str) -> str:
+        """Read a credential's password now; ConfigError names the key on failure."""
+        path = str(self.path)
+        if credential.password_env is not None:
+            value = os.environ.get(credential.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"environment variable {credential.password_env} is not set",
+                    path=path,
+                    key=f"{key}.password_env",
+                )
+            return value
+        if credential.password_file is not None:
+            secret_path = self.resolve(credential.password_file)
+            try:
+                text = secret_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read password file {secret_path}: {exc.strerror}",
+                    path=path,
+                    key=f"{key}.password_file",
+                ) from None
+            return text.splitlines()[0] if text else ""
+        raise ConfigError(
+            "no password_file or password_env", path=path, key=key
+        )  # pragma: no cover - rejected at load time
+
+
+# --- loading -------------------------------------------------------------------
+
+
+def default_config_path() -> Path:
+    """`$PAMWIRE_CONFIG`, else ./pamwire.toml."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a configuration file; ConfigError names the file and key."""
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file not found (set --config or ${CONFIG_ENV})",
+            path=str(path),
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
+    return parse_config(raw, path)
+
+
+_TOP_KEYS = ("listener", "target", "audit", "users", "rules")
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> Config:
+    """Validate an already-parsed TOML document."""
+    fpath = str(path.resolve()) if path.exists() else str(path)
+    _check_keys(raw, _TOP_KEYS, "", fpath)
+
+    listeners_raw = raw.get("listener", [{"protocol": "postgres"}])
+    if not isinstance(listeners_raw, list):
+        raise ConfigError(
+            "must be an array of tables ([[listener]])", path=fpath, key="listener"
+        )
+    listeners = tuple(
+        _build(Listener, item, f"listener[{i}]", fpath)
+        for i, item in enumerate(listeners_raw)
+    )
+
+    targets_raw = raw.get("target", {})
+    if not isinstance(targets_raw, dict):
+        raise ConfigError(
+            "must be a table of targets ([target.NAME])", path=fpath, key="target"
+        )
+    targets: dict[str, Target] = {}
+    for name, item in targets_raw.items():
+        key = f"target.{name}"
+        if not isinstance(item, dict):
+            raise ConfigError("must be a table", path=fpath, key=key)
+        targets[name] = _build(Target, {**item, "name": name}, key, fpath)
+
+    config = Config(
+        path=path.resolve() if path.exists() else path,
+        listeners=listeners,
+        targets=targets,
+        audit=_build(AuditConfig, raw.get("audit", {}), "audit", fpath),
+        users=_build(UsersConfig, raw.get("users", {}), "users", fpath),
+        rules=_build(RulesConfig, raw.get("rules", {}), "rules", fpath),
+    )
+    _validate(config, fpath)
+    return config
+
+
+def _validate(config: Config, fpath: str) -> None:
+    seen: set[tuple[str, int]] = set()
+    for i, listener in enumerate(config.listeners):
+        key = f"listener[{i}]"
+        _check_choice(listener.protocol, PROTOCOLS, fpath, f"{key}.protocol")
+        _check_port(listener.port, fpath, f"{key}.port", allow_zero=True)
+        if listener.max_message_size < 1024:
+            raise ConfigError(
+                f"{listener.max_message_size} is too small (at least 1024)",
+                path=fpath,
+                key=f"{key}.max_message_size",
+            )
+        if listener.port and (listener.host, listener.port) in seen:
+            raise ConfigError(
+                f"{listener.host}:{listener.port} is used twice", path=fpath, key=key
+            )
+        seen.add((listener.host, listener.port))
+    for name, target in config.targets.items():
+        key = f"target.{name}"
+        _check_choice(target.protocol, PROTOCOLS, fpath, f"{key}.protocol")
+        _check_port(target.port, fpath, f"{key}.port", allow_zero=False)
+        cred = target.credential
+        if (cred.password_file is None) == (cred.password_env is None):
+            raise ConfigError(
+                "set exactly one of password_file or password_env "
+                "(passwords are never written inline)",
+                path=fpath,
+                key=f"{key}.credential",
+            )
+        if target.connect_timeout <= 0:
+            raise ConfigError(
+                "must be a positive number of seconds",
+                path=fpath,
+                key=f"{key}.connect_timeout",
+            )
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], fpath: str, key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"{value!r} is not one of {', '.join(allowed)}", path=fpath, key=key
+        )
+
+
+def _check_port(value: int, fpath: str, key: str, *, allow_zero: bool) -> None:
+    low = 0 if allow_zero else 1
+    if not low <= value <= 65535:
+        raise ConfigError(f"{value} is not a port ({low}-65535)", path=fpath, key=key)
+
+
+def _check_keys(
+    raw: dict[str, Any], allowed: typing.Iterable[str], prefix: str, fpath: str
+) -> None:
+    allowed = list(allowed)
+    for key in raw:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, allowed, n=1)
+            hint = (
+                f"; did you mean {near[0]!r}?"
+                if near
+                else f"; valid keys: {', '.join(allowed)}"
+            )
+            raise ConfigError(f"unknown key{hint}", path=fpath, key=f"{prefix}{key}")
+
+
+def _build(cls: type[T], raw: Any, key: str, fpath: str) -> T:
+    """Build an attrs record from a TOML table, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a table", path=fpath, key=key)
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    public = [f.name for f in fields if f.name != "name"]
+    _check_keys({k: v for k, v in raw.items() if k != "name"}, public, f"{key}.", fpath)
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields:
+        if f.name not in raw:
+            if f.default is attrs.NOTHING:
+                raise ConfigError(
+                    "required key is missing", path=fpath, key=f"{key}.{f.name}"
+                )
+            continue
+        kwargs[f.name] = _coerce(raw[f.name], hints[f.name], f"{key}.{f.name}", fpath)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, fpath: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, fpath)
+    if attrs.has(hint):
+        return _build(hint, value, key, fpath)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError("must be a list", path=fpath, key=key)
+        return tuple(
+            _coerce(v, args[0], f"{key}[{i}]", fpath) for i, v in enumerate(value)
+        )
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, float, bool):
+        if type(value) is not hint:
+            raise ConfigError(
+                f"must be {_type_name(hint)}, not {_type_name(type(value))}",
+                path=fpath,
+                key=key,
+            )
+        return value
+    raise ConfigError(
+        f"unsupported value {value!r}", path=fpath, key=key
+    )  # pragma: no cover
+
+
+def _type_name(t: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+    }.get(t, getattr(t, "__name__", str(t)))
+
+
+def describe() -> str:
+    """The reference of every key with its help text (for docs and `--help`)."""
+    lines: list[str] = []
+    for title, cls in (
+        ("[[listener]]", Listener),
+        ("[target.NAME]", Target),
+        ("[target.NAME.credential]", Credential),
+        ("[audit]", AuditConfig),
+        ("[users]", UsersConfig),
+        ("[rules]", RulesConfig),
+    ):
+        lines.append(title)
+        for f in attrs.fields(cls):
+            if "help" not in f.metadata:
+                continue
+            default = "" if f.default is attrs.NOTHING else f" (default {f.default!r})"
+            lines.append(f"  {f.name}: {f.metadata['help']}{default}")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""What every session of one pamwire instance shares: configuration, stores, rules."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Protocol
+
+import attrs
+
+from pamwire.config import Config
+from pamwire.rules.engine import RuleSet
+from pamwire.server.audit_writer import AuditWriter
+from pamwire.server.credentials import CredentialProvider
+from pamwire.users import UserStore
+
+log = logging.getLogger("pamwire.server")
+
+
+class Cancellable(Protocol):
+    async def cancel_upstream(self) -> None: ...
+
+
+class CancelRegistry:
+    """Maps the backend keys pamwire hands to clients back to live sessions."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, tuple[bytes, Cancellable]] = {}
+
+    def register(self, key: tuple[int, bytes], session: Cancellable) -> None:
+        self._sessions[key[0]] = (key[1], session)
+
+    def unregister(self, key: tuple[int, bytes], session: Cancellable) -> None:
+        entry = self._sessions.get(key[0])
+        if entry is not None and entry[1] is session:
+            del self._sessions[key[0]]
+
+    async def cancel(self, process_id: int, secret_key: bytes) -> None:
+        """Cancel the matching session's running query; unknown keys do nothing."""
+        entry = self._sessions.get(process_id)
+        if entry is None or not hmac.compare_digest(entry[0], secret_key):
+            log.info("cancel request with an unknown key ignored")
+            return
+        await entry[1].cancel_upstream()
+
+
+@attrs.define
+class ServerContext:
+    config: Config
+    users: UserStore
+    rules: RuleSet
+    audit: AuditWriter
+    credentials: CredentialProvider
+    cancels: CancelRegistry = attrs.field(factory=CancelRegistry)

@@ -1,0 +1,716 @@
+"""One PostgreSQL client session: startup, login, then two relays with checks in between.
+
+Theory of operation. After the client logs in to pamwire (SCRAM-SHA-256) and pamwire
+logs in to the target, two tasks move bytes. The client-to-server task splits what it
+reads into frames, decodes only the messages that carry SQL or names (Query, Parse,
+Bind, Execute, Close, FunctionCall), decides each statement and writes its audit
+event before forwarding the block. The server-to-client task splits replies into
+frames and looks only at their type bytes, decoding the few that end a statement; row
+data passes through untouched.
+
+A denied statement is not answered by pamwire directly. It is replaced by a *poison*:
+a Query or Parse whose text is one unique identifier, which the server rejects with a
+syntax error exactly where the real statement's error would have been. The server
+therefore keeps pipeline and transaction semantics itself (skip until Sync, abort the
+transaction block, one ReadyForQuery per Sync), and pamwire rewrites that one error
+into the denial the client sees.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+import time
+
+import attrs
+import trio
+
+from pamwire.audit.events import AuditEvent, Completion, new_event_id
+from pamwire.audit.store import AuditWriteError
+from pamwire.config import Target
+from pamwire.errors import AuthenticationError, PamwireError, ProtocolError
+from pamwire.pg import replies
+from pamwire.pg.auth import ScramServer
+from pamwire.pg.codec import Frame, FrameReader, decode_frontend, decode_startup, encode, payload
+from pamwire.pg.messages import (
+    Bind,
+    CancelRequest,
+    Close,
+    CommandComplete,
+    ErrorResponse,
+    Execute,
+    GSSENCRequest,
+    Parse,
+    ParameterStatus,
+    PasswordMessage,
+    Query,
+    ReadyForQuery,
+    SSLRequest,
+    StartupMessage,
+    parse_sasl_initial_response,
+)
+from pamwire.pg.codec import decode_backend
+from pamwire.pg.tracker import ExchangeTracker, Op, Outcome
+from pamwire.rules.engine import Decision, RuleContext
+from pamwire.server import pg_upstream
+from pamwire.server.context import ServerContext
+from pamwire.sql import pg as pg_sql
+from pamwire.sql.facts import StatementFacts
+
+log = logging.getLogger("pamwire.pg.session")
+
+_PROTOCOL_30 = 3 << 16
+_SESSION_IDS = itertools.count(1)
+
+# Frame type bytes, as ints, for the dispatch below (protocol docs, "Message Formats").
+_Q, _P, _B, _E, _C, _F, _X = (ord(c) for c in "QPBECFX")
+_D, _H, _S = ord("D"), ord("H"), ord("S")
+_COPY_DATA, _COPY_DONE, _COPY_FAIL = ord("d"), ord("c"), ord("f")
+_B_ERROR, _B_READY, _B_COMPLETE, _B_EMPTY = ord("E"), ord("Z"), ord("C"), ord("I")
+_B_PARSE_OK, _B_BIND_OK, _B_CLOSE_OK = ord("1"), ord("2"), ord("3")
+_B_NO_DATA, _B_ROW_DESC, _B_SUSPENDED = ord("n"), ord("T"), ord("s")
+_B_COPY_IN, _B_PARAM_STATUS = ord("G"), ord("S")
+
+
+class SessionEnd(Exception):
+    """The session is over; the client has been told why if it could be."""
+
+
+@attrs.define
+class _Prepared:
+    """A statement name pamwire saw prepared, with what it decided for it."""
+
+    text: str
+    facts: StatementFacts | None
+    decision: Decision
+
+
+class PgSession:
+    """Serves one client connection from its first byte to its close."""
+
+    def __init__(
+        self, ctx: ServerContext, stream: trio.SocketStream, max_message_size: int
+    ) -> None:
+        self.ctx = ctx
+        self.client = stream
+        self.id = secrets.token_hex(6)
+        self.conn_no = next(_SESSION_IDS)
+        self.reader = FrameReader(startup=True, max_message_size=max_message_size)
+        self.peer = _peer(stream)
+        self.user: str | None = None
+        self.target: Target | None = None
+        self.application: str | None = None
+        self.upstream: pg_upstream.UpstreamConnection | None = None
+        self.tracker = ExchangeTracker()
+        self.statements: dict[str, _Prepared] = {}
+        self.portals: dict[str, str] = {}
+        self.sql_prepared: set[str] = set()
+        self.poison_prefix = f"pamwire_denied_{secrets.token_hex(4)}_"
+        self.poison_re = re.compile(re.escape(self.poison_prefix) + r"(\d+)")
+        self.poisons: dict[int, bytes] = {}
+        self.poison_no = itertools.count(1)
+        self.settings: dict[str, str] = {}
+        self.key = (secrets.randbits(31) or 1, secrets.token_bytes(4))
+        self.client_eof = False
+        self.terminated = False
+
+    # -- entry point -------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run the session; never raises for anything a peer did."""
+        log.debug("conn %s: accepted from %s", self.conn_no, self.peer)
+        try:
+            startup = await self._negotiate()
+            if startup is None:
+                return
+            await self._login(startup)
+            await self._relay()
+        except SessionEnd:
+            pass
+        except ProtocolError as exc:
+            log.info("conn %s: client broke the protocol: %s", self.conn_no, exc)
+            await self._send_quietly(
+                replies.fatal(replies.PROTOCOL_VIOLATION, f"pamwire: invalid message: {exc}")
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("conn %s: connection lost", self.conn_no)
+        finally:
+            await self._close()
+
+    # -- startup -----------------------------------------------------------------
+
+    async def _negotiate(self) -> StartupMessage | None:
+        """Answer SSLRequest/GSSENCRequest with 'N', relay cancels, return the StartupMessage."""
+        seen_ssl = seen_gss = False
+        while True:
+            raw = await self._read_one()
+            message = decode_startup(raw)
+            if isinstance(message, SSLRequest | GSSENCRequest):
+                repeated = seen_ssl if isinstance(message, SSLRequest) else seen_gss
+                if repeated:
+                    await self._fatal(
+                        replies.PROTOCOL_VIOLATION,
+                        "unsupported frontend protocol 1234.5679: "
+                        "encryption negotiation was already done",
+                    )
+                if isinstance(message, SSLRequest):
+                    seen_ssl = True
+                else:
+                    seen_gss = True
+                # TODO(tls): accept TLS on the client leg; until then encryption is refused.
+                await self.client.send_all(replies.SSL_NOT_SUPPORTED)
+                continue
+            if isinstance(message, CancelRequest):
+                await self.ctx.cancels.cancel(message.process_id, message.secret_key)
+                return None
+            assert isinstance(message, StartupMessage)
+            self.reader.startup = False
+            return message
+
+    async def _read_one(self) -> bytes:
+        """Read exactly one frame's payload (startup and login phases only)."""
+        while True:
+            block, frames = self.reader.read_frames()
+            if frames:
+                frame = frames[0]
+                if len(frames) > 1 or frame.end != len(block):
+                    raise ProtocolError("client sent data before it was asked for")
+                return bytes(payload(block, frame))
+            data = await self.client.receive_some(65536)
+            if not data:
+                raise SessionEnd
+            self.reader.feed(data)
+
+    async def _read_typed(self, expected: int) -> bytes:
+        block_payload = await self._read_one_typed()
+        frame_type, body = block_payload
+        if frame_type != expected:
+            raise ProtocolError(
+                f"expected message type {chr(expected)!r}, got {chr(frame_type)!r}"
+            )
+        return body
+
+    async def _read_one_typed(self) -> tuple[int, bytes]:
+        while True:
+            block, frames = self.reader.read_frames()
+            if frames:
+                frame = frames[0]
+                if len(frames) > 1 or frame.end != len(block):
+                    raise ProtocolError("client sent data before it was asked for")
+                return frame.type, bytes(payload(block, frame))
+            data = await self.client.receive_some(65536)
+            if not data:
+                raise SessionEnd
+            self.reader.feed(data)
+
+    async def _login(self, startup: StartupMessage) -> None:
+        params = dict(startup.parameters)
+        minor = startup.protocol_version & 0xFFFF
+        if startup.protocol_version >> 16 != 3:
+            await self._fatal(replies.FEATURE_NOT_SUPPORTED, "unsupported protocol version")
+        unknown = tuple(k for k in params if k.startswith("_pq_."))
+        if minor > 0 or unknown:
+            await self.client.send_all(replies.negotiate_version(unknown))
+        user = params.get("user")
+        if not user:
+            await self._fatal(replies.INVALID_AUTHORIZATION, "no user name in the startup packet")
+        assert user is not None
+        self.user = user
+        self.application = params.get("application_name")
+        if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            await self._fatal(
+                replies.FEATURE_NOT_SUPPORTED,
+                "pamwire: replication connections are not supported",
+            )
+        await self._authenticate(user)
+
+        database = params.get("database") or user
+        target = self.ctx.config.targets.get(database)
+        if target is None or target.protocol != "postgres":
+            self._audit_nowait("login_failed", detail=f"unknown target {database!r}")
+            await self._fatal(
+                replies.INVALID_CATALOG_NAME,
+                f'pamwire: no target named "{database}"',
+                hint="The database name picks a pamwire target; "
+                "ask an administrator for the target names.",
+            )
+        assert target is not None
+        self.target = target
+        await self._connect_upstream(target, params)
+
+    async def _authenticate(self, user: str) -> None:
+        person = await trio.to_thread.run_sync(self.ctx.users.get, user)
+        verifier = person.scram if person is not None and not person.disabled else None
+        server = ScramServer(verifier)
+        await self.client.send_all(replies.sasl_start())
+        try:
+            first = parse_sasl_initial_response(await self._read_typed(ord("p")))
+            if first.mechanism != "SCRAM-SHA-256" or first.data is None:
+                raise AuthenticationError(f"unsupported SASL mechanism {first.mechanism!r}")
+            await self.client.send_all(replies.sasl_continue(server.client_first(first.data)))
+            final = await self._read_typed(ord("p"))
+            server_final = server.client_final(final)
+        except (AuthenticationError, ProtocolError) as exc:
+            log.info("conn %s: login failed for %r: %s", self.conn_no, user, exc)
+            self._audit_nowait("login_failed", detail=str(exc))
+            await self._send_quietly(replies.password_failed(user))
+            raise SessionEnd from None
+        await self.client.send_all(replies.sasl_final(server_final))
+
+    async def _connect_upstream(self, target: Target, params: dict[str, str]) -> None:
+        assert self.user is not None
+        try:
+            credential = self.ctx.credentials.credential_for(self.user, target)
+            upstream = await pg_upstream.connect(
+                target.host,
+                target.port,
+                target.database,
+                credential,
+                params,
+                timeout=target.connect_timeout,
+            )
+        except pg_upstream.UpstreamRefused as exc:
+            log.info("conn %s: target %s refused login: %s", self.conn_no, target.name, exc)
+            self._audit_nowait("login_failed", detail=f"upstream refused: {exc.error.message}")
+            await self._send_quietly(exc.raw)
+            raise SessionEnd from None
+        except (pg_upstream.UpstreamUnavailable, PamwireError) as exc:
+            log.warning("conn %s: target %s unavailable: %s", self.conn_no, target.name, exc)
+            self._audit_nowait("login_failed", detail=f"target unavailable: {exc}")
+            await self._fatal(
+                replies.CANNOT_CONNECT, f'pamwire: target "{target.name}" is unavailable: {exc}'
+            )
+        self.upstream = upstream
+        self.settings = dict(upstream.parameters)
+        self.ctx.cancels.register(self.key, self)
+        await self._audit_write(self._event("session_start"))
+        out = bytearray(replies.auth_ok())
+        for raw in upstream.startup_messages:
+            out += raw
+        out += replies.backend_key(*self.key)
+        out += replies.ready(upstream.status)
+        out += upstream.leftover
+        await self.client.send_all(bytes(out))
+        log.info(
+            "conn %s: session %s user=%s target=%s from %s",
+            self.conn_no,
+            self.id,
+            self.user,
+            target.name,
+            self.peer,
+        )
+
+    # -- relaying ----------------------------------------------------------------
+
+    async def _relay(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._client_to_server, nursery.cancel_scope)
+            nursery.start_soon(self._server_to_client, nursery.cancel_scope)
+
+    async def _client_to_server(self, scope: trio.CancelScope) -> None:
+        assert self.upstream is not None
+        upstream = self.upstream.stream
+        try:
+            while True:
+                data = await self.client.receive_some(65536)
+                if not data:
+                    self.client_eof = True
+                    break
+                self.reader.feed(data)
+                block, frames = self.reader.read_frames()
+                if not frames:
+                    continue
+                out = await self._check_block(block, frames)
+                if out:
+                    await upstream.send_all(out)
+                if self.terminated:
+                    break
+        except ProtocolError as exc:
+            log.info("conn %s: client broke the protocol: %s", self.conn_no, exc)
+            await self._send_quietly(
+                replies.fatal(replies.PROTOCOL_VIOLATION, f"pamwire: invalid message: {exc}")
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.client_eof = True
+        finally:
+            scope.cancel()
+
+    async def _server_to_client(self, scope: trio.CancelScope) -> None:
+        assert self.upstream is not None
+        reader = self.upstream.reader
+        stream = self.upstream.stream
+        try:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    log.info("conn %s: server closed the connection", self.conn_no)
+                    break
+                reader.feed(data)
+                block, frames = reader.read_frames()
+                if frames:
+                    await self.client.send_all(self._observe_replies(block, frames))
+        except ProtocolError as exc:
+            log.warning("conn %s: server broke the protocol: %s", self.conn_no, exc)
+            await self._send_quietly(
+                replies.fatal(replies.PROTOCOL_VIOLATION, "pamwire: invalid reply from server")
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            scope.cancel()
+
+    # -- client side: decide before forwarding -------------------------------------
+
+    async def _check_block(self, block: bytes, frames: list[Frame]) -> bytes:
+        """Return what to forward for a block of complete client frames."""
+        pieces: list[bytes] | None = None  # set once some frame is replaced
+        done = 0
+        for frame in frames:
+            t = frame.type
+            replacement: bytes | None = None
+            if t == _Q:
+                replacement = await self._on_query(block, frame)
+            elif t == _P:
+                replacement = await self._on_parse(block, frame)
+            elif t == _B:
+                self._on_bind(block, frame)
+            elif t == _E:
+                replacement = await self._on_execute(block, frame)
+            elif t == _S:
+                self.tracker.sent(Op.SYNC)
+            elif t == _D:
+                self.tracker.sent(Op.DESCRIBE)
+            elif t == _C:
+                self._on_close(block, frame)
+            elif t == _F:
+                replacement = await self._deny_message(
+                    Decision("deny", "function-call", "the FunctionCall message is not allowed"),
+                    "FunctionCall message",
+                    "function_call",
+                )
+                self.tracker.sent(Op.FUNCTION_CALL)
+            elif t in (_COPY_DONE, _COPY_FAIL):
+                self.tracker.sent(Op.COPY_END)
+            elif t == _X:
+                self.terminated = True
+            elif t not in (_H, _COPY_DATA):
+                decode_frontend(t, payload(block, frame))  # raises for unknown types
+            if replacement is not None:
+                if pieces is None:
+                    pieces = []
+                pieces.append(block[done : frame.start - 5])
+                pieces.append(replacement)
+                done = frame.end
+        if pieces is None:
+            return block
+        pieces.append(block[done:])
+        return b"".join(pieces)
+
+    def _decode(self, block: bytes, frame: Frame) -> object:
+        return decode_frontend(frame.type, payload(block, frame))
+
+    async def _on_query(self, block: bytes, frame: Frame) -> bytes | None:
+        message = self._decode(block, frame)
+        assert isinstance(message, Query)
+        analysis = self._analyze(message.query)
+        ctx = self._rule_context()
+        events: list[AuditEvent] = []
+        denied: tuple[Decision, StatementFacts | None] | None = None
+        if analysis.error is not None:
+            decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
+            events.append(self._statement_event(message.query, None, decision, "query"))
+            if decision.verdict == "deny":
+                denied = (decision, None)
+        else:
+            for facts in analysis.statements:
+                decision = self.ctx.rules.decide(facts, ctx)
+                events.append(self._statement_event(facts.text, facts, decision, "query"))
+                if decision.verdict == "deny" and denied is None:
+                    denied = (decision, facts)
+                self._track_sql_prepare(facts)
+        if denied is not None:
+            # The whole message is refused: nothing of it runs.
+            await self._write_events(events)
+            for event in events:
+                self.ctx.audit.complete(Completion(event.event_id, 0.0, "skipped", None, None))
+            decision, facts = denied
+            self.tracker.sent(Op.QUERY)
+            return self._poison_query(decision, facts.kind if facts else None)
+        if not await self._write_events(events):
+            self.tracker.sent(Op.QUERY)
+            return self._poison_query(_AUDIT_DOWN, None)
+        self.tracker.sent(Op.QUERY, [e.event_id for e in events])
+        return None
+
+    async def _on_parse(self, block: bytes, frame: Frame) -> bytes | None:
+        message = self._decode(block, frame)
+        assert isinstance(message, Parse)
+        analysis = self._analyze(message.query)
+        ctx = self._rule_context()
+        facts: StatementFacts | None = None
+        if analysis.error is not None:
+            decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
+        else:
+            decisions = [self.ctx.rules.decide(f, ctx) for f in analysis.statements]
+            decision = next((d for d in decisions if d.verdict == "deny"), decisions[0])
+            facts = analysis.statements[0] if len(analysis.statements) == 1 else None
+        self.tracker.sent(Op.PARSE)
+        if decision.verdict == "deny":
+            event = self._statement_event(message.query, facts, decision, "parse")
+            await self._write_events([event])
+            self.statements.pop(message.name, None)
+            return self._poison_parse(message, decision, facts.kind if facts else None)
+        self.statements[message.name] = _Prepared(message.query, facts, decision)
+        return None
+
+    def _on_bind(self, block: bytes, frame: Frame) -> None:
+        message = self._decode(block, frame)
+        assert isinstance(message, Bind)
+        self.portals[message.portal] = message.statement
+        self.tracker.sent(Op.BIND)
+
+    async def _on_execute(self, block: bytes, frame: Frame) -> bytes | None:
+        message = self._decode(block, frame)
+        assert isinstance(message, Execute)
+        name = self.portals.get(message.portal)
+        prepared = self.statements.get(name) if name is not None else None
+        if prepared is None:
+            # The server has no such portal either: it will answer with an error.
+            event = self._event("statement", operation="execute", verdict="allow")
+            event = attrs.evolve(event, message="unknown portal")
+        else:
+            event = self._statement_event(
+                prepared.text, prepared.facts, prepared.decision, "execute"
+            )
+        if not await self._write_events([event]):
+            self.tracker.sent(Op.EXECUTE)
+            return self._poison_query(_AUDIT_DOWN, None)
+        self.tracker.sent(Op.EXECUTE, [event.event_id])
+        return None
+
+    def _on_close(self, block: bytes, frame: Frame) -> None:
+        message = self._decode(block, frame)
+        assert isinstance(message, Close)
+        if message.kind == b"S":
+            self.statements.pop(message.name, None)
+        else:
+            self.portals.pop(message.name, None)
+        self.tracker.sent(Op.CLOSE)
+
+    def _track_sql_prepare(self, facts: StatementFacts) -> None:
+        # TODO(rules): SQL-level EXECUTE of a name pamwire never saw prepared should be
+        # denied; the rule engine issue adds that check on top of this bookkeeping.
+        if facts.kind in ("discard",) or facts.prepare_name == "*":
+            self.sql_prepared.clear()
+        elif facts.prepare_name and facts.kind == "deallocate":
+            self.sql_prepared.discard(facts.prepare_name)
+        elif facts.prepare_name and facts.kind != "execute":
+            self.sql_prepared.add(facts.prepare_name)
+
+    async def _deny_message(
+        self, decision: Decision, text: str, kind: str
+    ) -> bytes:
+        event = self._event("statement", operation=kind, verdict="deny")
+        event = attrs.evolve(event, statement=text, rule=decision.rule, message=decision.message)
+        await self._write_events([event])
+        return self._poison_query(decision, None)
+
+    def _analyze(self, sql: str) -> pg_sql.Analysis:
+        scs = self.settings.get("standard_conforming_strings", "on") == "on"
+        return pg_sql.analyze(sql, standard_conforming_strings=scs)
+
+    def _rule_context(self) -> RuleContext:
+        assert self.user is not None and self.target is not None
+        return RuleContext(user=self.user, target=self.target.name)
+
+    # -- poison: denials placed by the server ---------------------------------------
+
+    def _poison_token(self, decision: Decision, kind: str | None) -> str:
+        n = next(self.poison_no)
+        self.poisons[n] = replies.denial(decision.rule, decision.message, kind)
+        return f"{self.poison_prefix}{n}"
+
+    def _poison_query(self, decision: Decision, kind: str | None) -> bytes:
+        return encode(Query(query=self._poison_token(decision, kind)))
+
+    def _poison_parse(self, message: Parse, decision: Decision, kind: str | None) -> bytes:
+        token = self._poison_token(decision, kind)
+        return encode(Parse(name=message.name, query=token, param_types=()))
+
+    # -- server side: observe replies -------------------------------------------------
+
+    def _observe_replies(self, block: bytes, frames: list[Frame]) -> bytes:
+        pieces: list[bytes] | None = None
+        done = 0
+        tracker = self.tracker
+        outcomes: list[Outcome] = []
+        for frame in frames:
+            t = frame.type
+            if t == _B_READY or t == _B_COMPLETE or t == _B_ERROR:
+                message = decode_backend(t, payload(block, frame))
+                if isinstance(message, ReadyForQuery):
+                    outcomes += tracker.ready_for_query(message.status)
+                elif isinstance(message, CommandComplete):
+                    outcomes += tracker.command_complete(message.tag)
+                    self._after_command(message.tag)
+                elif isinstance(message, ErrorResponse):
+                    outcomes += tracker.error(message.code)
+                    denial = self._match_poison(message)
+                    if denial is not None:
+                        if pieces is None:
+                            pieces = []
+                        pieces.append(block[done : frame.start - 5])
+                        pieces.append(denial)
+                        done = frame.end
+            elif t == _B_PARSE_OK:
+                tracker.simple_reply(Op.PARSE)
+            elif t == _B_BIND_OK:
+                tracker.simple_reply(Op.BIND)
+            elif t == _B_CLOSE_OK:
+                tracker.simple_reply(Op.CLOSE)
+            elif t == _B_NO_DATA or t == _B_ROW_DESC:
+                tracker.row_description()
+            elif t == _B_EMPTY:
+                outcomes += tracker.empty_query()
+            elif t == _B_SUSPENDED:
+                outcomes += tracker.portal_suspended()
+            elif t == _B_COPY_IN:
+                tracker.copy_in_response()
+            elif t == _B_PARAM_STATUS:
+                status = decode_backend(t, payload(block, frame))
+                assert isinstance(status, ParameterStatus)
+                self.settings[status.name] = status.value
+        for outcome in outcomes:
+            self.ctx.audit.complete(
+                Completion(
+                    outcome.event_id,
+                    outcome.duration_ms,
+                    outcome.outcome,
+                    outcome.sqlstate,
+                    outcome.rows,
+                )
+            )
+        if pieces is None:
+            return block
+        pieces.append(block[done:])
+        return b"".join(pieces)
+
+    def _match_poison(self, error: ErrorResponse) -> bytes | None:
+        if error.code != "42601":
+            return None
+        found = self.poison_re.search(error.message)
+        if found is None:
+            return None
+        return self.poisons.pop(int(found.group(1)), None)
+
+    def _after_command(self, tag: str) -> None:
+        if tag == "DISCARD ALL" or tag == "DEALLOCATE ALL":
+            # The server dropped every prepared statement; only names the client
+            # prepares later are known again. Wire order makes this exact enough for
+            # logging; the server never holds a statement pamwire did not allow.
+            self.sql_prepared.clear()
+
+    # -- audit ------------------------------------------------------------------------
+
+    def _event(self, kind: str, **fields: object) -> AuditEvent:
+        return AuditEvent(
+            event_id=new_event_id(),
+            time=time.time(),
+            kind=kind,
+            session=self.id,
+            user=self.user,
+            target=self.target.name if self.target else None,
+            client_addr=self.peer,
+            application=self.application,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def _statement_event(
+        self, text: str, facts: StatementFacts | None, decision: Decision, operation: str
+    ) -> AuditEvent:
+        return self._event(
+            "statement",
+            statement=text,
+            verdict=decision.verdict,
+            rule=decision.rule,
+            message=decision.message,
+            statement_kind=facts.kind if facts else None,
+            fingerprint=facts.fingerprint if facts else None,
+            operation=operation,
+        )
+
+    async def _write_events(self, events: list[AuditEvent]) -> bool:
+        """Write events before forwarding; False if the trail could not take them."""
+        try:
+            for event in events:
+                await self.ctx.audit.write(event)
+        except AuditWriteError as exc:
+            log.error("conn %s: audit trail unavailable, refusing: %s", self.conn_no, exc)
+            return False
+        return True
+
+    async def _audit_write(self, event: AuditEvent) -> None:
+        try:
+            await self.ctx.audit.write(event)
+        except AuditWriteError as exc:
+            log.error("conn %s: audit trail unavailable: %s", self.conn_no, exc)
+            await self._fatal(
+                replies.IO_ERROR, "pamwire: the audit trail cannot be written; try again later"
+            )
+
+    def _audit_nowait(self, kind: str, **fields: object) -> None:
+        self.ctx.audit.write_nowait(self._event(kind, **fields))
+
+    # -- endings ------------------------------------------------------------------------
+
+    async def _fatal(self, code: str, message: str, *, hint: str | None = None) -> None:
+        await self._send_quietly(replies.fatal(code, message, hint=hint))
+        raise SessionEnd
+
+    async def _send_quietly(self, data: bytes) -> None:
+        with trio.move_on_after(5):
+            try:
+                await self.client.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def cancel_upstream(self) -> None:
+        """Forward a client's CancelRequest to this session's backend."""
+        if self.upstream is None or self.target is None:
+            return
+        await pg_upstream.send_cancel(
+            self.target.host, self.target.port, self.upstream.process_id, self.upstream.secret_key
+        )
+
+    async def _close(self) -> None:
+        self.ctx.cancels.unregister(self.key, self)
+        with trio.CancelScope(shield=True):
+            if self.upstream is not None:
+                if self.client_eof and not self.terminated and self.tracker.busy:
+                    # The client left mid-query: stop the query instead of letting it run.
+                    await self.cancel_upstream()
+                with trio.move_on_after(1):
+                    try:
+                        await self.upstream.stream.send_all(b"X\x00\x00\x00\x04")
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                await trio.aclose_forcefully(self.upstream.stream)
+                self._audit_nowait("session_end")
+            await trio.aclose_forcefully(self.client)
+        log.debug("conn %s: closed", self.conn_no)
+
+
+_AUDIT_DOWN = Decision(
+    "deny", "audit-unavailable", "the audit trail cannot be written, so nothing is forwarded"
+)
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"{host}:{port}"
+

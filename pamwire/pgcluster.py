@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from types import TracebackType
+from urllib.parse import quote
 
 from pamwire.errors import ConfigError, PamwireError
 
@@ -273,8 +274,10 @@ class PostgresCluster:
     def dsn(self, *, database: str = "postgres", user: str = SUPERUSER) -> str:
         """Return a libpq URL for ``user`` (with its password when known)."""
         password = self._passwords.get(user)
-        auth = user if password is None else f"{user}:{password}"
-        return f"postgresql://{auth}@{HOST}:{self._port}/{database}"
+        auth = quote(user, safe="")
+        if password is not None:
+            auth += ":" + quote(password, safe="")
+        return f"postgresql://{auth}@{HOST}:{self._port}/{quote(database, safe='')}"
 
     # -- running as the postgres OS user ------------------------------------------
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from pamwire.errors import ConfigError, PamwireError
 from pamwire.pgcluster import (
     PostgresCluster,
     demo_schema_path,
+    ensure_postgres_installed,
+    find_pg_bindir,
     free_port,
     quote_ident,
     quote_literal,
@@ -74,6 +80,17 @@ def test_pgcluster_quoting() -> None:
         quote_literal("a\x00b")
 
 
+def test_pgcluster_find_bindir_without_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = find_pg_bindir()
+    if found is None:
+        pytest.skip("postgresql binaries not installed")
+    monkeypatch.setenv("PATH", "")
+    fallback = find_pg_bindir()
+    assert fallback is not None
+    assert (fallback / "initdb").is_file()
+    assert ensure_postgres_installed() == found
+
+
 # -- with a server ----------------------------------------------------------------
 
 
@@ -105,7 +122,11 @@ def test_pgcluster_roles_and_databases(cluster: PostgresCluster) -> None:
         user="demo_owner",
     )
     assert out == "demo_owner|demo db\n"
-    assert "demo_owner:owner-pw@127.0.0.1" in cluster.dsn(user="demo_owner")
+    dsn = cluster.dsn(database="demo db", user="demo_owner")
+    assert dsn == f"postgresql://demo_owner:owner-pw@127.0.0.1:{cluster.port}/demo%20db"
+    assert "s3cret%20%27quoted%27%20pw@" in cluster.dsn()
+    with psycopg.connect(cluster.dsn(), connect_timeout=10) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
 
 
 @pytest.mark.integration
@@ -203,3 +224,34 @@ def test_pgcluster_factory_md5(pg_cluster_factory: ClusterFactory) -> None:
     )
     assert methods == "md5\n"
     assert cluster.psql("SELECT 1", database="app", user="app") == "1\n"
+
+
+_EXIT_WITHOUT_STOP = """
+import pathlib, sys
+from pamwire.pgcluster import PostgresCluster, free_port
+cluster = PostgresCluster(
+    pathlib.Path(sys.argv[1]), port=free_port(), superuser_password="x"
+)
+cluster.init()
+cluster.start()
+print(cluster.psql("SELECT 1"), end="")
+"""
+
+
+@pytest.mark.integration
+def test_pgcluster_stopped_at_interpreter_exit(pg_cluster_dir: pathlib.Path) -> None:
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _EXIT_WITHOUT_STOP, str(pg_cluster_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "1\n"
+        assert not (pg_cluster_dir / "data" / "postmaster.pid").exists()
+    finally:
+        # Should the safety net fail, stop the orphan here rather than leak it.
+        PostgresCluster(pg_cluster_dir, port=1, superuser_password="x").stop()

@@ -356,8 +356,9 @@ class ScramServer:
 
     def _expect(self, phase: ScramServerPhase) -> None:
         if self.phase is not phase:
+            current, self.phase = self.phase, ScramServerPhase.FAILED
             raise AuthenticationError(
-                f"unexpected {phase.value} in phase {self.phase.value}"
+                f"unexpected {phase.value} in phase {current.value}"
             )
         # Pessimistic: only a step that finishes without error moves the phase on.
         self.phase = ScramServerPhase.FAILED
@@ -504,8 +505,9 @@ class ScramClient:
 
     def _expect(self, phase: ScramClientPhase) -> None:
         if self.phase is not phase:
+            current, self.phase = self.phase, ScramClientPhase.FAILED
             raise AuthenticationError(
-                f"unexpected {phase.value} in phase {self.phase.value}"
+                f"unexpected {phase.value} in phase {current.value}"
             )
         self.phase = ScramClientPhase.FAILED
 

@@ -1,0 +1,7 @@
+"""Allow `python -m pamwire`."""
+
+import sys
+
+from pamwire.cli import main
+
+sys.exit(main())

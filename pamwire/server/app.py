@@ -1,0 +1,107 @@
+"""Runs a pamwire instance: opens the stores, starts the listeners, serves sessions.
+
+Each accepted connection gets its own task; whatever goes wrong inside one session is
+logged and ends that session only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from pamwire.audit.store import AuditStore
+from pamwire.config import Config, Listener
+from pamwire.rules.engine import RuleSet
+from pamwire.rules.loader import load_rules
+from pamwire.server.audit_writer import AuditWriter
+from pamwire.server.context import ServerContext
+from pamwire.server.credentials import ConfiguredCredentials
+from pamwire.server.pg_session import PgSession
+from pamwire.users import UserStore
+
+log = logging.getLogger("pamwire.server")
+
+
+def load_ruleset(config: Config) -> RuleSet:
+    """Load the rule files the configuration names ('pack:NAME' for shipped packs)."""
+    from pamwire.rules.loader import builtin_pack
+
+    paths = []
+    for entry in config.rules.files:
+        if entry.startswith("pack:"):
+            paths.append(builtin_pack(entry.removeprefix("pack:")))
+        else:
+            paths.append(config.resolve(entry))
+    return load_rules(paths)
+
+
+async def serve(
+    config: Config,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; reports the bound (host, port) of each listener."""
+    rules = load_ruleset(config)
+    users = UserStore(config.resolve(config.users.path))
+    store = AuditStore(config.resolve(config.audit.path))
+    writer = AuditWriter(store)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            ctx = ServerContext(
+                config=config,
+                users=users,
+                rules=rules,
+                audit=writer,
+                credentials=ConfiguredCredentials(config),
+            )
+            bound: list[tuple[str, int]] = []
+            for listener in config.listeners:
+                handler = _handler(ctx, listener)
+                if handler is None:
+                    continue
+                listeners = await trio.open_tcp_listeners(
+                    listener.port, host=listener.host
+                )
+                for sock_listener in listeners:
+                    host, port = sock_listener.socket.getsockname()[:2]
+                    bound.append((host, port))
+                    log.info(
+                        "listening for %s clients on %s:%s",
+                        listener.protocol,
+                        host,
+                        port,
+                    )
+                    nursery.start_soon(
+                        functools.partial(
+                            trio.serve_listeners, handler, [sock_listener]
+                        )
+                    )
+            task_status.started(bound)
+    finally:
+        with trio.CancelScope(shield=True):
+            await writer.aclose()
+        store.close()
+        users.close()
+
+
+def _handler(
+    ctx: ServerContext, listener: Listener
+) -> Callable[[trio.SocketStream], Awaitable[None]] | None:
+    if listener.protocol != "postgres":
+        # TODO(mysql): the MySQL listener arrives with the MySQL protocol issue.
+        log.warning("%s listeners are not implemented yet; skipped", listener.protocol)
+        return None
+
+    async def handle(stream: trio.SocketStream) -> None:
+        session = PgSession(ctx, stream, listener.max_message_size)
+        try:
+            await session.serve()
+        except Exception:
+            # One broken session must never take the server down.
+            log.exception("conn %s: unexpected error; session closed", session.conn_no)
+
+    return handle

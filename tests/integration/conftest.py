@@ -1,0 +1,198 @@
+"""A real pamwire process in front of the session's PostgreSQL, for client tests.
+
+The proxy runs as `pamwire serve` in a subprocess, exactly as users run it, with a
+configuration whose target `app` points at the test cluster's database `app`. The
+person `alice` (password `alice-pw`) may log in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pamwire.pgcluster import PostgresCluster, free_port
+
+PERSON = "alice"
+PERSON_PASSWORD = "alice-pw"
+TARGET = "app"
+
+CONFIG = """\
+[[listener]]
+protocol = "postgres"
+host = "127.0.0.1"
+port = {port}
+
+[target.app]
+protocol = "postgres"
+host = "127.0.0.1"
+port = {pg_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+connect_timeout = 5
+
+[target.down]
+protocol = "postgres"
+host = "127.0.0.1"
+port = {dead_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+connect_timeout = 2
+
+[target.wrongpw]
+protocol = "postgres"
+host = "127.0.0.1"
+port = {pg_port}
+database = "app"
+credential.user = "app"
+credential.password_file = "wrong.password"
+
+[target.md5]
+protocol = "postgres"
+host = "127.0.0.1"
+port = {md5_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+
+[audit]
+path = "audit.db"
+
+[users]
+path = "users.db"
+
+[rules]
+files = ["pack:baseline"]
+"""
+
+
+class Proxy:
+    """A running pamwire: its port, its files, and helpers to drive it."""
+
+    def __init__(self, workdir: Path, port: int, pg: PostgresCluster, env: dict[str, str]):
+        self.workdir = workdir
+        self.port = port
+        self.pg = pg
+        self.env = env
+        self.config = workdir / "pamwire.toml"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def dsn(self, database: str = TARGET, user: str = PERSON, **extra: str) -> str:
+        parts = {
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "dbname": database,
+            "user": user,
+            "password": PERSON_PASSWORD,
+            "sslmode": "disable",
+            **extra,
+        }
+        return " ".join(f"{k}={v}" for k, v in parts.items())
+
+    def psql(
+        self, *args: str, input: str | None = None, check: bool = True, dsn: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run psql through pamwire; returns the completed process."""
+        cmd = ["psql", "-X", "-v", "ON_ERROR_STOP=1", dsn or self.dsn(), *args]
+        result = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=60, env=self.env
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"psql failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def pamwire(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pamwire.cli", *args, "--config", str(self.config)]
+        return subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=60, env=self.env
+        )
+
+    def log_events(self, *args: str) -> list[dict[str, object]]:
+        """The audit trail as JSON objects, via `pamwire log search --format json`."""
+        result = self.pamwire("log", "search", "--format", "json", "--limit", "100000", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def wait_for_event(self, predicate, timeout: float = 5.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+        """Poll the trail until some event satisfies predicate (completions are async)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.log_events()
+            if any(predicate(e) for e in events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        log = (self.workdir / "pamwire.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pamwire.cli", "serve", "--config", str(self.config)],
+            stdout=log,
+            stderr=log,
+            env=self.env,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pamwire exited: {self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"pamwire did not start: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.workdir / "pamwire.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _dead_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def proxy(
+    pg: PostgresCluster, pg_md5: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxy]:
+    """A pamwire process serving target `app` on a free port."""
+    workdir = tmp_path_factory.mktemp("pamwire")
+    env = dict(os.environ)
+    env["PAMWIRE_TEST_APP_PASSWORD"] = "app-secret-pw"
+    env["PGCONNECT_TIMEOUT"] = "10"
+    env.pop("PGPASSWORD", None)
+    port = free_port()
+    proxy = Proxy(workdir, port, pg, env)
+    proxy.config.write_text(
+        CONFIG.format(
+            port=port, pg_port=pg.port, dead_port=_dead_port(), md5_port=pg_md5.port
+        )
+    )
+    (workdir / "wrong.password").write_text("not-the-password\n")
+    added = proxy.pamwire("user", "add", PERSON, "--password-stdin", input=PERSON_PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

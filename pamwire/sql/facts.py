@@ -1,0 +1,153 @@
+"""The dialect-neutral record of what one SQL statement does, which rules decide on.
+
+Every dialect analyser (PostgreSQL now, MySQL later) fills the same records, so a
+rule file reads the same whatever server sits behind the proxy.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+#: Statement kinds an analyser may report; rule files are checked against it.
+KINDS: frozenset[str] = frozenset(
+    {
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "merge",
+        "truncate",
+        "drop",
+        "create",
+        "alter",
+        "grant",
+        "revoke",
+        "copy",
+        "call",
+        "do",
+        "set",
+        "show",
+        "begin",
+        "commit",
+        "rollback",
+        "savepoint",
+        "release",
+        "prepare_transaction",
+        "commit_prepared",
+        "rollback_prepared",
+        "prepare",
+        "execute",
+        "deallocate",
+        "discard",
+        "listen",
+        "notify",
+        "unlisten",
+        "lock",
+        "vacuum",
+        "analyze",
+        "explain",
+        "cluster",
+        "reindex",
+        "refresh",
+        "checkpoint",
+        "load",
+        "declare",
+        "fetch",
+        "close",
+        "comment",
+        "security_label",
+        "empty",
+        "other",
+    }
+)
+
+#: Object types a DDL, GRANT or REVOKE statement may name (PostgreSQL's ObjectType
+#: members, lowercased, without the OBJECT_ prefix, plus "system" for ALTER SYSTEM).
+OBJECT_TYPES: frozenset[str] = frozenset(
+    {
+        "access_method",
+        "aggregate",
+        "amop",
+        "amproc",
+        "attribute",
+        "cast",
+        "column",
+        "collation",
+        "conversion",
+        "database",
+        "default",
+        "defacl",
+        "domain",
+        "domconstraint",
+        "event_trigger",
+        "extension",
+        "fdw",
+        "foreign_server",
+        "foreign_table",
+        "function",
+        "index",
+        "language",
+        "largeobject",
+        "matview",
+        "opclass",
+        "operator",
+        "opfamily",
+        "parameter_acl",
+        "policy",
+        "procedure",
+        "publication",
+        "publication_namespace",
+        "publication_rel",
+        "role",
+        "routine",
+        "rule",
+        "schema",
+        "sequence",
+        "subscription",
+        "statistic_ext",
+        "system",
+        "tabconstraint",
+        "table",
+        "tablespace",
+        "transform",
+        "trigger",
+        "tsconfiguration",
+        "tsdictionary",
+        "tsparser",
+        "tstemplate",
+        "type",
+        "user_mapping",
+        "view",
+    }
+)
+
+
+@attrs.frozen(cache_hash=True)
+class StatementFacts:
+    """What one statement does, as far as can be told from its text alone.
+
+    ``kind`` names the most consequential effect: a SELECT whose CTE deletes is a
+    "delete". ``inner`` holds the facts of the statement a PREPARE defines; the
+    outer record already includes its tables, functions and scope, and rules are
+    matched against both.
+    """
+
+    text: str
+    kind: str
+    tables_read: frozenset[str]
+    tables_written: frozenset[str]
+    functions: frozenset[str]
+    unscoped_write: bool
+    fingerprint: str
+    prepare_name: str | None = None
+    empty: bool = False
+    object_type: str | None = None
+    inner: StatementFacts | None = None
+
+
+@attrs.frozen(cache_hash=True)
+class Analysis:
+    """The statements of one message, or why the message cannot be trusted."""
+
+    statements: tuple[StatementFacts, ...]
+    error: str | None = None

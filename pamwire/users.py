@@ -1,0 +1,282 @@
+"""The persons who log in to pamwire, kept in one SQLite file.
+
+Only password verifiers are stored, never a password. The file is created with
+mode 0600 and runs in WAL mode so the proxy and the command line can share it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import pathlib
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import attrs
+
+from pamwire.errors import AuthenticationError, ConfigError
+from pamwire.pg.auth import ScramVerifier, make_scram_verifier
+
+log = logging.getLogger("pamwire.users")
+
+# Bump when the schema changes, and add the step from the previous version to
+# _MIGRATIONS. PRAGMA user_version holds the version a file is at.
+SCHEMA_VERSION = 1
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.@+-]{1,63}")
+NAME_RULE = "1-63 characters of A-Z a-z 0-9 _ . @ + -"
+
+_SCHEMA_V1 = """
+CREATE TABLE person (
+    name          TEXT    NOT NULL PRIMARY KEY,
+    scram_sha_256 TEXT    NOT NULL,
+    created_at    REAL    NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
+);
+-- "alice" and "Alice" would be two persons to the database but one to a reader
+-- of the audit trail: names are unique regardless of ASCII case.
+CREATE UNIQUE INDEX person_name_nocase ON person (name COLLATE NOCASE);
+
+-- TODO(mysql): verifiers for the MySQL methods go here, one row per method, so a
+-- method can be added without a migration. mysql_native_password checks a client
+-- against SHA1(SHA1(password)), and caching_sha2_password needs its own salted
+-- SHA-256 crypt string (or the cleartext over TLS once), so neither can be
+-- derived from the SCRAM verifier: add() and set_password() must write them while
+-- they still hold the password. set_password() already deletes stale rows.
+CREATE TABLE person_verifier (
+    name     TEXT NOT NULL REFERENCES person (name) ON DELETE CASCADE,
+    method   TEXT NOT NULL,
+    verifier TEXT NOT NULL,
+    PRIMARY KEY (name, method)
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+
+# How long a writer waits for another process holding the write lock.
+_BUSY_TIMEOUT_MS = 5000
+
+
+@attrs.frozen
+class Person:
+    """A person who may log in to pamwire."""
+
+    name: str
+    scram: ScramVerifier
+    created_at: float
+    disabled: bool
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a valid person name, else raise ConfigError."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"invalid person name {name!r}: use {NAME_RULE}")
+    return name
+
+
+def _check_password(password: str) -> None:
+    if not password:
+        raise ConfigError("password must not be empty")
+
+
+class UserStore:
+    """The store of persons: add, change, look up and remove them.
+
+    Safe to call from several threads (one connection behind a lock); each call
+    is one short transaction. Errors from the caller's input are ConfigError.
+    """
+
+    def __init__(
+        self, path: pathlib.Path, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        """Open the store at `path`, creating the file (mode 0600) and schema.
+
+        Raises ConfigError if the file cannot be opened or was written by a newer
+        pamwire.
+        """
+        self.path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        _create_private_file(path)
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as error:
+            raise ConfigError(
+                f"cannot open user store: {error}", path=str(path)
+            ) from None
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.Error as error:
+            self._db.close()
+            raise ConfigError(
+                f"cannot open user store: {error}", path=str(path)
+            ) from None
+        except ConfigError:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"user store schema version {version} is newer than "
+                    f"this pamwire supports ({SCHEMA_VERSION})",
+                    path=str(self.path),
+                )
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                version += 1
+                self._db.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def add(self, name: str, password: str) -> Person:
+        """Add a person; ConfigError if the name is invalid or taken."""
+        check_name(name)
+        _check_password(password)
+        person = Person(name, make_scram_verifier(password), self._clock(), False)
+        try:
+            with self._lock, self._transaction():
+                self._db.execute(
+                    "INSERT INTO person (name, scram_sha_256, created_at, disabled)"
+                    " VALUES (?, ?, ?, 0)",
+                    (name, person.scram.to_string(), person.created_at),
+                )
+        except sqlite3.IntegrityError:
+            raise ConfigError(
+                f"person {name!r} already exists (names are compared ignoring case)"
+            ) from None
+        return person
+
+    def set_password(self, name: str, password: str) -> None:
+        """Replace a person's password; ConfigError if there is no such person."""
+        _check_password(password)
+        verifier = make_scram_verifier(password)
+        with self._lock, self._transaction():
+            changed = self._db.execute(
+                "UPDATE person SET scram_sha_256 = ? WHERE name = ?",
+                (verifier.to_string(), name),
+            ).rowcount
+            # Verifiers of other methods belong to the old password.
+            self._db.execute("DELETE FROM person_verifier WHERE name = ?", (name,))
+        if not changed:
+            raise ConfigError(f"no person named {name!r}")
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable or enable a person; ConfigError if there is no such person."""
+        with self._lock, self._transaction():
+            changed = self._db.execute(
+                "UPDATE person SET disabled = ? WHERE name = ?", (int(disabled), name)
+            ).rowcount
+        if not changed:
+            raise ConfigError(f"no person named {name!r}")
+
+    def get(self, name: str) -> Person | None:
+        """Return the person named exactly `name`, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, scram_sha_256, created_at, disabled FROM person"
+                " WHERE name = ?",
+                (name,),
+            ).fetchone()
+        return None if row is None else self._person(row)
+
+    def list(self) -> builtins.list[Person]:
+        """Return all persons, ordered by name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, scram_sha_256, created_at, disabled FROM person"
+                " ORDER BY name"
+            ).fetchall()
+        return [self._person(row) for row in rows]
+
+    def remove(self, name: str) -> bool:
+        """Remove a person; return False if there was none."""
+        with self._lock, self._transaction():
+            removed = self._db.execute(
+                "DELETE FROM person WHERE name = ?", (name,)
+            ).rowcount
+        return bool(removed)
+
+    def close(self) -> None:
+        """Close the file; calling it again does nothing."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> UserStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _person(self, row: tuple[str, str, float, int]) -> Person:
+        name, scram, created_at, disabled = row
+        try:
+            verifier = ScramVerifier.from_string(scram)
+        except AuthenticationError as error:
+            raise ConfigError(
+                f"stored verifier of person {name!r} is unreadable: {error}",
+                path=str(self.path),
+            ) from None
+        return Person(name, verifier, created_at, bool(disabled))
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _create_private_file(path: pathlib.Path) -> None:
+    """Create `path` with mode 0600 unless it exists; warn if others can read it.
+
+    SQLite gives its -wal and -shm files the mode of the database file.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("user store %s has mode %o; 600 is expected", path, mode)
+        return
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create user store: {error.strerror}", path=str(path)
+        ) from None
+    os.close(fd)

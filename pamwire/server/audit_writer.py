@@ -60,6 +60,7 @@ class AuditWriter:
         self._completions: list[Completion] = []
         self._wakeup = trio.Event()
         self._closing = False
+        self._idle = False
         self._started = False
         self._finished = trio.Event()
 
@@ -88,6 +89,8 @@ class AuditWriter:
             )
             return
         self._completions.append(completion)
+        if self._idle:
+            self._wakeup.set()
 
     def _enqueue(self, event: AuditEvent) -> _Batch:
         if self._closing:
@@ -136,7 +139,12 @@ class AuditWriter:
                     break
                 self._wakeup = trio.Event()
                 if not self._completions:
-                    await self._wakeup.wait()
+                    # Idle: the first completion wakes us to start its timer.
+                    self._idle = True
+                    try:
+                        await self._wakeup.wait()
+                    finally:
+                        self._idle = False
                     continue
                 with trio.move_on_after(self._completion_delay):
                     await self._wakeup.wait()

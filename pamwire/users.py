@@ -31,32 +31,38 @@ SCHEMA_VERSION = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.@+-]{1,63}")
 NAME_RULE = "1-63 characters of A-Z a-z 0-9 _ . @ + -"
 
-_SCHEMA_V1 = """
-CREATE TABLE person (
-    name          TEXT    NOT NULL PRIMARY KEY,
-    scram_sha_256 TEXT    NOT NULL,
-    created_at    REAL    NOT NULL,
-    disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
-);
--- "alice" and "Alice" would be two persons to the database but one to a reader
--- of the audit trail: names are unique regardless of ASCII case.
-CREATE UNIQUE INDEX person_name_nocase ON person (name COLLATE NOCASE);
+# "alice" and "Alice" would be two persons to the database but one to a reader of
+# the audit trail: names are unique regardless of ASCII case, looked up exactly.
+#
+# TODO(mysql): verifiers for the MySQL methods go in person_verifier, one row per
+# method, so a method can be added without a migration. mysql_native_password
+# checks a client against SHA1(SHA1(password)), and caching_sha2_password's fast
+# path against SHA256(SHA256(password)) (its full path sends the cleartext over
+# TLS). Neither can be derived from the SCRAM verifier, so add() and
+# set_password() must write them while they hold the password. set_password()
+# already deletes the rows, which belong to the old password.
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE person (
+        name          TEXT    NOT NULL PRIMARY KEY,
+        scram_sha_256 TEXT    NOT NULL,
+        created_at    REAL    NOT NULL,
+        disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
+    )
+    """,
+    "CREATE UNIQUE INDEX person_name_nocase ON person (name COLLATE NOCASE)",
+    """
+    CREATE TABLE person_verifier (
+        name     TEXT NOT NULL REFERENCES person (name) ON DELETE CASCADE,
+        method   TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        PRIMARY KEY (name, method)
+    )
+    """,
+)
 
--- TODO(mysql): verifiers for the MySQL methods go here, one row per method, so a
--- method can be added without a migration. mysql_native_password checks a client
--- against SHA1(SHA1(password)), and caching_sha2_password needs its own salted
--- SHA-256 crypt string (or the cleartext over TLS once), so neither can be
--- derived from the SCRAM verifier: add() and set_password() must write them while
--- they still hold the password. set_password() already deletes stale rows.
-CREATE TABLE person_verifier (
-    name     TEXT NOT NULL REFERENCES person (name) ON DELETE CASCADE,
-    method   TEXT NOT NULL,
-    verifier TEXT NOT NULL,
-    PRIMARY KEY (name, method)
-);
-"""
-
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+# Statements that take a file from version N to N + 1, keyed by N.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
 
 # How long a writer waits for another process holding the write lock.
 _BUSY_TIMEOUT_MS = 5000
@@ -136,9 +142,8 @@ class UserStore:
                     path=str(self.path),
                 )
             while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in _MIGRATIONS[version]:
+                    self._db.execute(statement)
                 version += 1
                 self._db.execute(f"PRAGMA user_version = {version}")
         except BaseException:

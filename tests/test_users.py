@@ -136,6 +136,21 @@ def test_user_store_set_password_drops_other_verifiers(
         assert db.execute("SELECT count(*) FROM person_verifier").fetchone() == (0,)
 
 
+def test_user_store_remove_drops_other_verifiers(
+    store: UserStore, path: pathlib.Path
+) -> None:
+    store.add("alice", "pw")
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO person_verifier VALUES ('alice', 'mysql_native_password', 'x')"
+        )
+
+    store.remove("alice")
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM person_verifier").fetchone() == (0,)
+
+
 def test_user_store_set_disabled(store: UserStore) -> None:
     store.add("alice", "pw")
 

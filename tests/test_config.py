@@ -1,0 +1,126 @@
+"""Configuration loading: typed keys, errors naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pamwire.config import load_config
+from pamwire.errors import ConfigError
+
+GOOD = """\
+[[listener]]
+protocol = "postgres"
+port = 7000
+
+[target.orders]
+protocol = "postgres"
+host = "127.0.0.1"
+port = 5432
+database = "orders"
+credential.user = "svc"
+credential.password_env = "ORDERS_PW"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pamwire.toml"
+    path.write_text(text)
+    return path
+
+
+def test_config_loads_targets_and_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD))
+    assert config.listeners[0].port == 7000
+    assert config.listeners[0].host == "127.0.0.1"
+    target = config.targets["orders"]
+    assert target.database == "orders" and target.connect_timeout == 10.0
+    assert config.rules.files == ("pack:baseline",)
+    assert config.resolve("audit.db") == tmp_path.resolve() / "audit.db"
+
+
+def test_config_unknown_key_names_file_key_and_nearest(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, GOOD.replace('protocol = "postgres"\nhost', 'protocl = "x"\nhost')
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert str(path.resolve()) in text
+    assert "target.orders.protocl" in text and "'protocol'" in text
+
+
+def test_config_wrong_type_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("port = 5432", 'port = "5432"'))
+    with pytest.raises(ConfigError, match=r"target\.orders\.port: must be an integer"):
+        load_config(path)
+
+
+def test_config_bad_protocol_lists_allowed_values(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        GOOD.replace(
+            'protocol = "postgres"\nport = 7000', 'protocol = "http"\nport = 7000'
+        ),
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"listener\[0\]\.protocol: 'http' is not one of postgres, mysql",
+    ):
+        load_config(path)
+
+
+def test_config_inline_password_is_refused(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        GOOD.replace(
+            'credential.password_env = "ORDERS_PW"', 'credential.password = "x"'
+        ),
+    )
+    with pytest.raises(
+        ConfigError, match=r"target\.orders\.credential\.password: unknown key"
+    ):
+        load_config(path)
+
+
+def test_config_missing_required_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace('database = "orders"\n', ""))
+    with pytest.raises(
+        ConfigError, match=r"target\.orders\.database: required key is missing"
+    ):
+        load_config(path)
+
+
+def test_config_secret_from_environment_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(_write(tmp_path, GOOD))
+    target = config.targets["orders"]
+    with pytest.raises(ConfigError, match="ORDERS_PW is not set"):
+        config.read_secret(target.credential, key="target.orders.credential")
+    monkeypatch.setenv("ORDERS_PW", "s3cret")
+    assert config.read_secret(target.credential, key="k") == "s3cret"
+    (tmp_path / "pw").write_text("from-file\nignored\n")
+    config = load_config(
+        _write(
+            tmp_path,
+            GOOD.replace(
+                'credential.password_env = "ORDERS_PW"',
+                'credential.password_file = "pw"',
+            ),
+        )
+    )
+    assert (
+        config.read_secret(config.targets["orders"].credential, key="k") == "from-file"
+    )
+
+
+def test_config_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_config_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[[listener]\n"))

@@ -1,11 +1,11 @@
 """Typed, immutable records for every PostgreSQL protocol 3.0 (and 3.2) message.
 
-Names and fields follow the "Message Formats" chapter of the PostgreSQL manual.
-Strings are decoded as utf-8 with surrogateescape, so encoding them again gives
-back the exact bytes that were on the wire. Counts and lengths that only frame
-the data (the Int16 before an array, the Int32 length of a message) are not
-stored; codec.py derives them when encoding.
+Names and fields follow the "Message Formats" section of the PostgreSQL manual;
+strings are utf-8 with surrogateescape, so encoding restores the exact bytes.
 """
+
+# Counts and lengths that only frame the data (the Int16 before an array, the
+# Int32 length of a message) are not stored: codec.py derives them on encoding.
 
 from __future__ import annotations
 

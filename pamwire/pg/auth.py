@@ -124,9 +124,7 @@ def _attribute(part: str, name: str, what: str) -> str:
 def _check_extensions(parts: Iterable[str], what: str) -> None:
     # RFC 5802 section 7: attr-val = ALPHA "=" value; unknown ones are ignored.
     for part in parts:
-        if len(part) < 2 or not (part[0].isascii() and part[0].isalpha()):
-            raise AuthenticationError(f"malformed attribute in {what}")
-        if part[1] != "=":
+        if not (part[:1].isascii() and part[:1].isalpha() and part[1:2] == "="):
             raise AuthenticationError(f"malformed attribute in {what}")
 
 
@@ -355,13 +353,12 @@ class ScramServer:
         return self.phase is ScramServerPhase.DONE
 
     def _expect(self, phase: ScramServerPhase) -> None:
-        if self.phase is not phase:
-            current, self.phase = self.phase, ScramServerPhase.FAILED
+        # Pessimistic: only a step that finishes without error moves the phase on.
+        current, self.phase = self.phase, ScramServerPhase.FAILED
+        if current is not phase:
             raise AuthenticationError(
                 f"unexpected {phase.value} in phase {current.value}"
             )
-        # Pessimistic: only a step that finishes without error moves the phase on.
-        self.phase = ScramServerPhase.FAILED
 
     def client_first(self, data: bytes) -> bytes:
         """Take client-first-message, return server-first-message.
@@ -504,12 +501,12 @@ class ScramClient:
         return self.phase is ScramClientPhase.DONE
 
     def _expect(self, phase: ScramClientPhase) -> None:
-        if self.phase is not phase:
-            current, self.phase = self.phase, ScramClientPhase.FAILED
+        # Pessimistic: only a step that finishes without error moves the phase on.
+        current, self.phase = self.phase, ScramClientPhase.FAILED
+        if current is not phase:
             raise AuthenticationError(
                 f"unexpected {phase.value} in phase {current.value}"
             )
-        self.phase = ScramClientPhase.FAILED
 
     def client_first(self) -> bytes:
         """Return client-first-message (gs2 flag "n": no channel binding)."""

@@ -70,6 +70,9 @@ _SCHEMA = (
 EVENT_COLUMNS = tuple(field.name for field in attrs.fields(AuditEvent))
 COMPLETION_COLUMNS = ("duration_ms", "outcome", "sqlstate", "rows")
 
+# TODO(hash-chain): completions update rows in place; a hash-chained trail that
+# `log verify` can check needs them appended as records of their own.
+# TODO(durability): offer synchronous=FULL for sites that must survive a power cut.
 _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"

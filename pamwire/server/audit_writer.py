@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 
 import trio
 
@@ -73,6 +74,21 @@ class AuditWriter:
         await batch.done.wait()
         if batch.error is not None:
             raise AuditWriteError(batch.error)
+
+    async def write_all(self, events: Sequence[AuditEvent]) -> None:
+        """Like write() for several events, with one wait: all are committed on return.
+
+        They go in the same batch unless it fills. AuditWriteError if any failed.
+        """
+        if not events:
+            await trio.lowlevel.checkpoint()
+            return
+        batches = {id(batch): batch for batch in map(self._enqueue, events)}
+        for batch in batches.values():
+            await batch.done.wait()
+        for batch in batches.values():
+            if batch.error is not None:
+                raise AuditWriteError(batch.error)
 
     def write_nowait(self, event: AuditEvent) -> None:
         """Queue event without waiting; a failure to commit it is only logged.
@@ -162,6 +178,9 @@ class AuditWriter:
             batch, self._open = self._open, _Batch()
             completions, self._completions = self._completions, []
 
+        # TODO(latency): a lone statement pays a thread hop (about 50 us on the test
+        # machines) on top of its commit; a long-lived writer thread that wakes the
+        # loop through its trio token would cost less per batch.
         committed = False
         try:
             await trio.to_thread.run_sync(

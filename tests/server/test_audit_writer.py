@@ -111,6 +111,36 @@ async def test_writer_gathers_the_next_batch_while_one_is_in_flight(
     assert store.batches == [(1, 0), (50, 0)]
 
 
+async def test_writer_write_all_commits_together(
+    writer: AuditWriter, store: CountingStore
+) -> None:
+    events = [make_event() for _ in range(5)]
+    await writer.write_all(events)
+    await writer.write_all([])
+
+    assert store.batches == [(5, 0)]
+    assert store.event_ids() == [e.event_id for e in events]
+
+
+async def test_writer_write_all_spanning_batches(store: CountingStore) -> None:
+    writer = AuditWriter(store, max_batch=2)
+    events = [make_event() for _ in range(5)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.write_all(events)
+        assert store.event_ids() == [e.event_id for e in events]
+        await writer.aclose()
+    assert store.batches == [(2, 0), (2, 0), (1, 0)]
+
+
+async def test_writer_write_all_raises_when_its_batch_fails(
+    writer: AuditWriter, store: CountingStore
+) -> None:
+    store.fail(True)
+    with pytest.raises(AuditWriteError, match="readonly database"):
+        await writer.write_all([make_event(), make_event()])
+
+
 async def test_writer_splits_batches_at_max_batch(store: CountingStore) -> None:
     writer = AuditWriter(store, max_batch=10)
     async with trio.open_nursery() as nursery:

@@ -24,6 +24,8 @@ from pglast import parser as pg_parser
 from pamwire.sql.facts import Analysis, StatementFacts
 from pamwire.sql.pg_scope import Target, sval, unscoped
 
+__all__ = ["Analysis", "StatementFacts", "analyze", "cache_clear"]
+
 logger = logging.getLogger("pamwire.sql")
 
 #: Analyses kept; a proxy sees the same few hundred statement texts over and over.

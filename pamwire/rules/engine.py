@@ -1,0 +1,208 @@
+"""Decide on statement facts with an ordered set of rules: deny beats audit beats allow.
+
+A rule matches when every condition it states holds; a list inside a condition
+matches when any entry does. With no matching rule the verdict is allow: packs
+are deny-lists for now (a read-only allow-list pack comes later).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import re
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from pamwire.sql.facts import Analysis, StatementFacts
+
+VERDICTS = ("allow", "deny", "audit")
+
+#: Decisions kept per rule set; keyed on facts and context, both immutable.
+DECISION_CACHE_SIZE = 4096
+
+UNPARSABLE_RULE = "unparsable"
+
+
+@attrs.frozen(cache_hash=True)
+class RuleContext:
+    """Who sends the statement, and to which configured target."""
+
+    user: str
+    target: str
+    role: str | None = None
+
+
+@attrs.frozen
+class Decision:
+    """A verdict and the rule that gave it (``rule`` None: no rule matched)."""
+
+    verdict: str
+    rule: str | None
+    message: str | None
+
+
+@attrs.frozen
+class Glob:
+    """Shell-style patterns (``*``, ``?``, ``[...]``), matched case-sensitively."""
+
+    patterns: tuple[str, ...]
+    _regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        joined = "|".join(fnmatch.translate(p) for p in self.patterns)
+        object.__setattr__(self, "_regex", re.compile(joined))
+
+    def match(self, value: str) -> bool:
+        return self._regex.match(value) is not None
+
+    def any(self, values: Iterable[str]) -> bool:
+        return any(self._regex.match(value) is not None for value in values)
+
+
+@attrs.frozen
+class Example:
+    """A statement written next to a rule, with the verdict the whole set must give."""
+
+    sql: str
+    expect: str
+    user: str = "example"
+    target: str = "example"
+    role: str | None = None
+
+
+@attrs.frozen
+class Rule:
+    """One rule of a rule file; ``None`` conditions are not stated and always hold."""
+
+    id: str
+    action: str
+    source: str
+    description: str | None = None
+    message: str | None = None
+    kinds: frozenset[str] | None = None
+    unscoped: bool | None = None
+    tables: Glob | None = None
+    tables_written: Glob | None = None
+    functions: Glob | None = None
+    objects: frozenset[str] | None = None
+    targets: Glob | None = None
+    users: Glob | None = None
+    roles: Glob | None = None
+    unparsable: bool = False
+    examples: tuple[Example, ...] = ()
+
+    def matches_context(self, ctx: RuleContext) -> bool:
+        if self.targets is not None and not self.targets.match(ctx.target):
+            return False
+        if self.users is not None and not self.users.match(ctx.user):
+            return False
+        if self.roles is None:
+            return True
+        return ctx.role is not None and self.roles.match(ctx.role)
+
+    def matches(self, facts: StatementFacts, ctx: RuleContext) -> bool:
+        """Whether every stated condition holds for one statement."""
+        if self.unparsable:
+            return False
+        if self.kinds is not None and facts.kind not in self.kinds:
+            return False
+        if self.unscoped is not None and facts.unscoped_write != self.unscoped:
+            return False
+        if self.objects is not None and facts.object_type not in self.objects:
+            return False
+        if self.tables is not None and not (
+            self.tables.any(facts.tables_read) or self.tables.any(facts.tables_written)
+        ):
+            return False
+        if self.tables_written is not None and not self.tables_written.any(
+            facts.tables_written
+        ):
+            return False
+        if self.functions is not None and not self.functions.any(facts.functions):
+            return False
+        return self.matches_context(ctx)
+
+    def decision(self) -> Decision:
+        message = self.message or self.description or f"{self.action} by rule {self.id}"
+        return Decision(self.action, self.id, message)
+
+
+_ALLOW = Decision("allow", None, None)
+
+
+class RuleSet:
+    """Rules in file order; decides statements, caching decisions."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self._rules = tuple(rules)
+        self._decide_cached = functools.lru_cache(maxsize=DECISION_CACHE_SIZE)(
+            self._decide
+        )
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [rule.id for rule in self._rules]
+
+    def decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
+        """The verdict on one statement (and on the statement a PREPARE holds)."""
+        return self._decide_cached(facts, ctx)
+
+    def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
+        candidates = (facts,) if facts.inner is None else (facts, facts.inner)
+        return _first_by_precedence(
+            rule
+            for rule in self._rules
+            if any(rule.matches(each, ctx) for each in candidates)
+        )
+
+    def decide_unparsable(self, reason: str, ctx: RuleContext) -> Decision:
+        """Deny text that cannot be analysed, unless an ``unparsable`` rule decides."""
+        matched = [
+            rule
+            for rule in self._rules
+            if rule.unparsable and rule.matches_context(ctx)
+        ]
+        if not matched:
+            return Decision(
+                "deny", UNPARSABLE_RULE, f"cannot analyze statement: {reason}"
+            )
+        return _first_by_precedence(matched)
+
+    def decide_all(self, analysis: Analysis, ctx: RuleContext) -> list[Decision]:
+        """One decision per statement, or a single one when the text is unparsable."""
+        if analysis.error is not None:
+            return [self.decide_unparsable(analysis.error, ctx)]
+        return [self.decide(facts, ctx) for facts in analysis.statements]
+
+
+def _first_by_precedence(matched: Iterable[Rule]) -> Decision:
+    """The first deny, else the first audit, else the first allow, else allow."""
+    audit = allow = None
+    for rule in matched:
+        if rule.action == "deny":
+            return rule.decision()
+        if rule.action == "audit" and audit is None:
+            audit = rule
+        elif rule.action == "allow" and allow is None:
+            allow = rule
+    chosen = audit or allow
+    return _ALLOW if chosen is None else chosen.decision()
+
+
+def strongest(decisions: Iterable[Decision]) -> Decision:
+    """The decision that governs a whole message: its first deny, audit, or allow."""
+    result = _ALLOW
+    for decision in decisions:
+        if decision.verdict == "deny":
+            return decision
+        if decision.verdict == "audit":
+            if result.verdict != "audit":
+                result = decision
+        elif result is _ALLOW and decision.rule is not None:
+            result = decision
+    return result

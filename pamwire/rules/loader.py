@@ -1,0 +1,368 @@
+"""Read rule files (TOML) into a RuleSet, and run the examples written inside them.
+
+Every mistake is a ConfigError naming the file, the line of the rule where it can
+be found, the rule id, the key and the allowed values. The format is described
+in docs/rules.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import pathlib
+import re
+import tomllib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pamwire.errors import ConfigError
+from pamwire.rules.engine import (
+    UNPARSABLE_RULE,
+    VERDICTS,
+    Example,
+    Glob,
+    Rule,
+    RuleContext,
+    RuleSet,
+    strongest,
+)
+from pamwire.sql import pg
+from pamwire.sql.facts import KINDS, OBJECT_TYPES
+
+_TOP_KEYS = ("rule",)
+_RULE_KEYS = ("id", "description", "action", "message", "when", "example")
+_WHEN_KEYS = (
+    "kind",
+    "unscoped",
+    "tables",
+    "tables_written",
+    "functions",
+    "object",
+    "target",
+    "user",
+    "role",
+    "unparsable",
+)
+_CONTEXT_KEYS = ("target", "user", "role")
+_EXAMPLE_KEYS = ("sql", "expect", "user", "target", "role")
+_ID = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+
+# Where the shipped packs live inside the installed package. Each file there is a
+# symbolic link to the user-facing copy in the repository's rules/ folder.
+_PACKS = ("data", "rules")
+
+
+def builtin_pack(name: str) -> pathlib.Path:
+    """The path of a rule pack shipped with pamwire; ConfigError for an unknown name."""
+    folder = importlib.resources.files("pamwire").joinpath(*_PACKS)
+    available = sorted(
+        entry.name.removesuffix(".toml")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    )
+    if name not in available:
+        raise ConfigError(
+            f"unknown rule pack {name!r}; available: {', '.join(available)}",
+            key="pack",
+        )
+    return pathlib.Path(str(folder.joinpath(f"{name}.toml")))
+
+
+def load_rules(paths: Sequence[pathlib.Path]) -> RuleSet:
+    """Load rule files in order into one RuleSet; ConfigError on any mistake."""
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        for rule in _load_file(pathlib.Path(path)):
+            if rule.id in seen:
+                raise ConfigError(
+                    f"duplicate rule id, first defined at {seen[rule.id]}",
+                    path=rule.source,
+                    key=f"rule {rule.id!r} id",
+                )
+            seen[rule.id] = rule.source
+            rules.append(rule)
+    return RuleSet(rules)
+
+
+def run_examples(ruleset: RuleSet) -> list[str]:
+    """Check every example against the whole set; one line per failure."""
+    failures = []
+    for rule in ruleset.rules:
+        for example in rule.examples:
+            failure = _check_example(ruleset, rule, example)
+            if failure is not None:
+                failures.append(f"{rule.source}: rule {rule.id!r}: {failure}")
+    return failures
+
+
+def _check_example(ruleset: RuleSet, rule: Rule, example: Example) -> str | None:
+    ctx = RuleContext(user=example.user, target=example.target, role=example.role)
+    analysis = pg.analyze(example.sql)
+    decision = strongest(ruleset.decide_all(analysis, ctx))
+    if decision.verdict != example.expect:
+        by = f" by rule {decision.rule!r}" if decision.rule else ""
+        return f"{example.sql!r}: expected {example.expect}, got {decision.verdict}{by}"
+    if example.expect == rule.action and not rule.unparsable:
+        statements = analysis.statements
+        if not any(rule.matches(facts, ctx) for facts in statements) and not any(
+            facts.inner is not None and rule.matches(facts.inner, ctx)
+            for facts in statements
+        ):
+            return f"{example.sql!r}: the rule does not match its own example"
+    return None
+
+
+# --- one file -----------------------------------------------------------------------
+
+
+class _File:
+    """A rule file being read: its name and lines, for error messages."""
+
+    def __init__(self, path: pathlib.Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, pattern: str, span: tuple[int, int] | None = None) -> int | None:
+        """The 1-based number of the first line matching ``pattern`` within ``span``.
+
+        ``span`` holds 0-based start and end indexes of lines; None means the file.
+        """
+        start, end = span or (0, len(self.lines))
+        regex = re.compile(pattern)
+        for number in range(start, end):
+            if regex.search(self.lines[number]):
+                return number + 1
+        return None
+
+    def rule_spans(self) -> list[tuple[int, int]]:
+        """The lines of each ``[[rule]]`` section, in file order."""
+        header = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
+        starts = [n for n, text in enumerate(self.lines) if header.match(text)]
+        return list(zip(starts, [*starts[1:], len(self.lines)], strict=True))
+
+    def where(self, line: int | None) -> str:
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+def _load_file(path: pathlib.Path) -> list[Rule]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read rule file: {exc.strerror}", path=str(path)
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError("rule file is not valid utf-8", path=str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
+
+    file = _File(path, text)
+    _check_keys(data, _TOP_KEYS, file.where(None), "")
+    entries = data.get("rule", [])
+    if not isinstance(entries, list):
+        raise ConfigError(
+            "must be an array of tables: [[rule]]", path=str(path), key="rule"
+        )
+
+    spans = file.rule_spans()
+    if len(spans) != len(entries):
+        # Inline tables (rule = [{...}]) leave no [[rule]] headers to point at.
+        spans = [(0, len(file.lines))] * len(entries)
+    return [
+        _build_rule(file, entry, number, span)
+        for number, (entry, span) in enumerate(zip(entries, spans, strict=True), 1)
+    ]
+
+
+def _build_rule(file: _File, entry: Any, number: int, span: tuple[int, int]) -> Rule:
+    raw_id = entry.get("id") if isinstance(entry, dict) else None
+    label = f"rule {raw_id!r}" if isinstance(raw_id, str) else f"rule #{number}"
+    line: int | None = None
+    if isinstance(raw_id, str):
+        line = file.line_of(rf"^\s*id\s*=\s*[\"']{re.escape(raw_id)}[\"']", span)
+    if line is None and span != (0, len(file.lines)):
+        line = span[0] + 1
+    where = file.where(line)
+
+    def fail(key: str, message: str) -> ConfigError:
+        last = key.rsplit(".", 1)[-1]
+        key_line = file.line_of(rf"^\s*{re.escape(key)}\s*=", span) or file.line_of(
+            rf"^\s*{re.escape(last)}\s*=", span
+        )
+        return ConfigError(
+            message, path=file.where(key_line or line), key=f"{label} {key}"
+        )
+
+    if not isinstance(entry, dict):
+        raise ConfigError("must be a table", path=where, key=label)
+    _check_keys(entry, _RULE_KEYS, where, f"{label} ")
+
+    rule_id = _string(entry, "id", fail, required=True)
+    if not _ID.match(rule_id):
+        raise fail(
+            "id", f"invalid id {rule_id!r}; use lowercase letters, digits, '-', '.'"
+        )
+    if rule_id == UNPARSABLE_RULE:
+        raise fail(
+            "id", f"{rule_id!r} is reserved for the built-in denial of unparsable text"
+        )
+    action = _string(entry, "action", fail, required=True)
+    if action not in VERDICTS:
+        raise fail(
+            "action", f"unknown action {action!r}; allowed: {', '.join(VERDICTS)}"
+        )
+
+    when = entry.get("when", {})
+    if not isinstance(when, dict):
+        raise fail("when", 'must be a table, e.g. when.kind = ["delete"]')
+    _check_keys(when, _WHEN_KEYS, where, f"{label} when.")
+    conditions = _conditions(when, fail)
+
+    return Rule(
+        id=rule_id,
+        action=action,
+        source=where,
+        description=_string(entry, "description", fail),
+        message=_string(entry, "message", fail),
+        examples=_examples(entry.get("example", []), fail),
+        **conditions,
+    )
+
+
+def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -> Any:
+    def globs(key: str, *, lower: bool = False) -> Glob | None:
+        values = _string_list(when, key, fail)
+        if values is None:
+            return None
+        return Glob(tuple(v.lower() if lower else v for v in values))
+
+    def choices(key: str, allowed: frozenset[str]) -> frozenset[str] | None:
+        values = _string_list(when, key, fail)
+        if values is None:
+            return None
+        for value in values:
+            if value not in allowed:
+                near = difflib.get_close_matches(value, allowed, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ";"
+                raise fail(
+                    f"when.{key}",
+                    f"unknown value {value!r}{hint} allowed: "
+                    + ", ".join(sorted(allowed)),
+                )
+        return frozenset(values)
+
+    unparsable = when.get("unparsable", False)
+    if unparsable is not False:
+        if unparsable is not True:
+            raise fail("when.unparsable", "must be true (or left out)")
+        others = sorted(set(when) - {"unparsable", *_CONTEXT_KEYS})
+        if others:
+            raise fail(
+                f"when.{others[0]}",
+                "unparsable text has no facts; combine only with target, user, role",
+            )
+    unscoped = when.get("unscoped")
+    if unscoped is not None and not isinstance(unscoped, bool):
+        raise fail("when.unscoped", f"must be true or false, not {unscoped!r}")
+
+    return {
+        "kinds": choices("kind", KINDS),
+        "unscoped": unscoped,
+        "tables": globs("tables"),
+        "tables_written": globs("tables_written"),
+        "functions": globs("functions", lower=True),
+        "objects": choices("object", OBJECT_TYPES),
+        "targets": globs("target"),
+        "users": globs("user"),
+        "roles": globs("role"),
+        "unparsable": unparsable,
+    }
+
+
+def _examples(raw: Any, fail: Callable[[str, str], ConfigError]) -> tuple[Example, ...]:
+    if not isinstance(raw, list):
+        raise fail("example", "must be an array of tables: [[rule.example]]")
+    examples = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise fail("example", "each example must be a table with sql and expect")
+        unknown = sorted(set(item) - set(_EXAMPLE_KEYS))
+        if unknown:
+            raise fail(f"example.{unknown[0]}", _unknown_key(unknown[0], _EXAMPLE_KEYS))
+        sql = _string(item, "sql", fail, required=True, prefix="example.")
+        expect = _string(item, "expect", fail, required=True, prefix="example.")
+        if expect not in VERDICTS:
+            raise fail(
+                "example.expect",
+                f"unknown verdict {expect!r}; allowed: {', '.join(VERDICTS)}",
+            )
+        examples.append(
+            Example(
+                sql=sql,
+                expect=expect,
+                user=_string(item, "user", fail, prefix="example.") or "example",
+                target=_string(item, "target", fail, prefix="example.") or "example",
+                role=_string(item, "role", fail, prefix="example."),
+            )
+        )
+    return tuple(examples)
+
+
+# --- small checks -------------------------------------------------------------------
+
+
+def _unknown_key(key: str, allowed: Sequence[str]) -> str:
+    near = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ";"
+    return f"unknown key {key!r}{hint} allowed: {', '.join(allowed)}"
+
+
+def _check_keys(
+    table: dict[str, Any], allowed: Sequence[str], where: str, prefix: str
+) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                _unknown_key(key, allowed), path=where, key=f"{prefix}{key}"
+            )
+
+
+def _string(
+    table: dict[str, Any],
+    key: str,
+    fail: Callable[[str, str], ConfigError],
+    *,
+    required: bool = False,
+    prefix: str = "",
+) -> Any:
+    value = table.get(key)
+    if value is None:
+        if required:
+            raise fail(f"{prefix}{key}", "missing; it is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise fail(f"{prefix}{key}", f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _string_list(
+    table: dict[str, Any], key: str, fail: Callable[[str, str], ConfigError]
+) -> list[str] | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise fail(
+            f"when.{key}", f"must be a string or a non-empty list, not {value!r}"
+        )
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise fail(
+                f"when.{key}", f"entries must be non-empty strings, not {item!r}"
+            )
+    return value

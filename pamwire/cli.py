@@ -218,7 +218,7 @@ def _cmd_log_search(args: argparse.Namespace) -> int:
     from pamwire.audit.store import AuditStore
 
     config = _config(args)
-    store = AuditStore(config.resolve(config.audit.path))
+    store = AuditStore(config.resolve(config.audit.path), read_only=True)
     try:
         out = run_search(store, args)
     finally:

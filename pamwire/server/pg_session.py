@@ -33,7 +33,14 @@ from pamwire.config import Target
 from pamwire.errors import AuthenticationError, PamwireError, ProtocolError
 from pamwire.pg import replies
 from pamwire.pg.auth import ScramServer
-from pamwire.pg.codec import Frame, FrameReader, decode_frontend, decode_startup, encode, payload
+from pamwire.pg.codec import (
+    Frame,
+    FrameReader,
+    decode_frontend,
+    decode_startup,
+    encode,
+    payload,
+)
 from pamwire.pg.messages import (
     Bind,
     CancelRequest,
@@ -57,7 +64,7 @@ from pamwire.rules.engine import Decision, RuleContext
 from pamwire.server import pg_upstream
 from pamwire.server.context import ServerContext
 from pamwire.sql import pg as pg_sql
-from pamwire.sql.facts import StatementFacts
+from pamwire.sql.facts import Analysis, StatementFacts
 
 log = logging.getLogger("pamwire.pg.session")
 
@@ -132,7 +139,9 @@ class PgSession:
         except ProtocolError as exc:
             log.info("conn %s: client broke the protocol: %s", self.conn_no, exc)
             await self._send_quietly(
-                replies.fatal(replies.PROTOCOL_VIOLATION, f"pamwire: invalid message: {exc}")
+                replies.fatal(
+                    replies.PROTOCOL_VIOLATION, f"pamwire: invalid message: {exc}"
+                )
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("conn %s: connection lost", self.conn_no)
@@ -209,17 +218,26 @@ class PgSession:
         params = dict(startup.parameters)
         minor = startup.protocol_version & 0xFFFF
         if startup.protocol_version >> 16 != 3:
-            await self._fatal(replies.FEATURE_NOT_SUPPORTED, "unsupported protocol version")
+            await self._fatal(
+                replies.FEATURE_NOT_SUPPORTED, "unsupported protocol version"
+            )
         unknown = tuple(k for k in params if k.startswith("_pq_."))
         if minor > 0 or unknown:
             await self.client.send_all(replies.negotiate_version(unknown))
         user = params.get("user")
         if not user:
-            await self._fatal(replies.INVALID_AUTHORIZATION, "no user name in the startup packet")
+            await self._fatal(
+                replies.INVALID_AUTHORIZATION, "no user name in the startup packet"
+            )
         assert user is not None
         self.user = user
         self.application = params.get("application_name")
-        if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+        if params.get("replication", "false").lower() not in (
+            "false",
+            "off",
+            "no",
+            "0",
+        ):
             await self._fatal(
                 replies.FEATURE_NOT_SUPPORTED,
                 "pamwire: replication connections are not supported",
@@ -241,15 +259,23 @@ class PgSession:
         await self._connect_upstream(target, params)
 
     async def _authenticate(self, user: str) -> None:
-        person = await trio.to_thread.run_sync(self.ctx.users.get, user)
+        try:
+            person = await trio.to_thread.run_sync(self.ctx.users.get, user)
+        except PamwireError as exc:
+            log.error("conn %s: cannot read person %r: %s", self.conn_no, user, exc)
+            person = None
         verifier = person.scram if person is not None and not person.disabled else None
-        server = ScramServer(verifier)
+        server = ScramServer(verifier, user=user)
         await self.client.send_all(replies.sasl_start())
         try:
             first = parse_sasl_initial_response(await self._read_typed(ord("p")))
             if first.mechanism != "SCRAM-SHA-256" or first.data is None:
-                raise AuthenticationError(f"unsupported SASL mechanism {first.mechanism!r}")
-            await self.client.send_all(replies.sasl_continue(server.client_first(first.data)))
+                raise AuthenticationError(
+                    f"unsupported SASL mechanism {first.mechanism!r}"
+                )
+            await self.client.send_all(
+                replies.sasl_continue(server.client_first(first.data))
+            )
             final = await self._read_typed(ord("p"))
             server_final = server.client_final(final)
         except (AuthenticationError, ProtocolError) as exc:
@@ -272,15 +298,22 @@ class PgSession:
                 timeout=target.connect_timeout,
             )
         except pg_upstream.UpstreamRefused as exc:
-            log.info("conn %s: target %s refused login: %s", self.conn_no, target.name, exc)
-            self._audit_nowait("login_failed", detail=f"upstream refused: {exc.error.message}")
+            log.info(
+                "conn %s: target %s refused login: %s", self.conn_no, target.name, exc
+            )
+            self._audit_nowait(
+                "login_failed", detail=f"upstream refused: {exc.error.message}"
+            )
             await self._send_quietly(exc.raw)
             raise SessionEnd from None
         except (pg_upstream.UpstreamUnavailable, PamwireError) as exc:
-            log.warning("conn %s: target %s unavailable: %s", self.conn_no, target.name, exc)
+            log.warning(
+                "conn %s: target %s unavailable: %s", self.conn_no, target.name, exc
+            )
             self._audit_nowait("login_failed", detail=f"target unavailable: {exc}")
             await self._fatal(
-                replies.CANNOT_CONNECT, f'pamwire: target "{target.name}" is unavailable: {exc}'
+                replies.CANNOT_CONNECT,
+                f'pamwire: target "{target.name}" is unavailable: {exc}',
             )
         self.upstream = upstream
         self.settings = dict(upstream.parameters)
@@ -330,7 +363,9 @@ class PgSession:
         except ProtocolError as exc:
             log.info("conn %s: client broke the protocol: %s", self.conn_no, exc)
             await self._send_quietly(
-                replies.fatal(replies.PROTOCOL_VIOLATION, f"pamwire: invalid message: {exc}")
+                replies.fatal(
+                    replies.PROTOCOL_VIOLATION, f"pamwire: invalid message: {exc}"
+                )
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.client_eof = True
@@ -345,7 +380,8 @@ class PgSession:
             while True:
                 data = await stream.receive_some(65536)
                 if not data:
-                    log.info("conn %s: server closed the connection", self.conn_no)
+                    if not self.terminated:
+                        log.info("conn %s: server closed the connection", self.conn_no)
                     break
                 reader.feed(data)
                 block, frames = reader.read_frames()
@@ -354,7 +390,9 @@ class PgSession:
         except ProtocolError as exc:
             log.warning("conn %s: server broke the protocol: %s", self.conn_no, exc)
             await self._send_quietly(
-                replies.fatal(replies.PROTOCOL_VIOLATION, "pamwire: invalid reply from server")
+                replies.fatal(
+                    replies.PROTOCOL_VIOLATION, "pamwire: invalid reply from server"
+                )
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -386,7 +424,11 @@ class PgSession:
                 self._on_close(block, frame)
             elif t == _F:
                 replacement = await self._deny_message(
-                    Decision("deny", "function-call", "the FunctionCall message is not allowed"),
+                    Decision(
+                        "deny",
+                        "function-call",
+                        "the FunctionCall message is not allowed",
+                    ),
                     "FunctionCall message",
                     "function_call",
                 )
@@ -426,7 +468,9 @@ class PgSession:
         else:
             for facts in analysis.statements:
                 decision = self.ctx.rules.decide(facts, ctx)
-                events.append(self._statement_event(facts.text, facts, decision, "query"))
+                events.append(
+                    self._statement_event(facts.text, facts, decision, "query")
+                )
                 if decision.verdict == "deny" and denied is None:
                     denied = (decision, facts)
                 self._track_sql_prepare(facts)
@@ -434,10 +478,13 @@ class PgSession:
             # The whole message is refused: nothing of it runs.
             await self._write_events(events)
             for event in events:
-                self.ctx.audit.complete(Completion(event.event_id, 0.0, "skipped", None, None))
-            decision, facts = denied
+                self.ctx.audit.complete(
+                    Completion(event.event_id, 0.0, "skipped", None, None)
+                )
+            decision, denied_facts = denied
             self.tracker.sent(Op.QUERY)
-            return self._poison_query(decision, facts.kind if facts else None)
+            kind = denied_facts.kind if denied_facts else None
+            return self._poison_query(decision, kind)
         if not await self._write_events(events):
             self.tracker.sent(Op.QUERY)
             return self._poison_query(_AUDIT_DOWN, None)
@@ -509,15 +556,15 @@ class PgSession:
         elif facts.prepare_name and facts.kind != "execute":
             self.sql_prepared.add(facts.prepare_name)
 
-    async def _deny_message(
-        self, decision: Decision, text: str, kind: str
-    ) -> bytes:
+    async def _deny_message(self, decision: Decision, text: str, kind: str) -> bytes:
         event = self._event("statement", operation=kind, verdict="deny")
-        event = attrs.evolve(event, statement=text, rule=decision.rule, message=decision.message)
+        event = attrs.evolve(
+            event, statement=text, rule=decision.rule, message=decision.message
+        )
         await self._write_events([event])
         return self._poison_query(decision, None)
 
-    def _analyze(self, sql: str) -> pg_sql.Analysis:
+    def _analyze(self, sql: str) -> Analysis:
         scs = self.settings.get("standard_conforming_strings", "on") == "on"
         return pg_sql.analyze(sql, standard_conforming_strings=scs)
 
@@ -535,7 +582,9 @@ class PgSession:
     def _poison_query(self, decision: Decision, kind: str | None) -> bytes:
         return encode(Query(query=self._poison_token(decision, kind)))
 
-    def _poison_parse(self, message: Parse, decision: Decision, kind: str | None) -> bytes:
+    def _poison_parse(
+        self, message: Parse, decision: Decision, kind: str | None
+    ) -> bytes:
         token = self._poison_token(decision, kind)
         return encode(Parse(name=message.name, query=token, param_types=()))
 
@@ -628,7 +677,11 @@ class PgSession:
         )
 
     def _statement_event(
-        self, text: str, facts: StatementFacts | None, decision: Decision, operation: str
+        self,
+        text: str,
+        facts: StatementFacts | None,
+        decision: Decision,
+        operation: str,
     ) -> AuditEvent:
         return self._event(
             "statement",
@@ -644,10 +697,11 @@ class PgSession:
     async def _write_events(self, events: list[AuditEvent]) -> bool:
         """Write events before forwarding; False if the trail could not take them."""
         try:
-            for event in events:
-                await self.ctx.audit.write(event)
+            await self.ctx.audit.write_all(events)
         except AuditWriteError as exc:
-            log.error("conn %s: audit trail unavailable, refusing: %s", self.conn_no, exc)
+            log.error(
+                "conn %s: audit trail unavailable, refusing: %s", self.conn_no, exc
+            )
             return False
         return True
 
@@ -657,7 +711,8 @@ class PgSession:
         except AuditWriteError as exc:
             log.error("conn %s: audit trail unavailable: %s", self.conn_no, exc)
             await self._fatal(
-                replies.IO_ERROR, "pamwire: the audit trail cannot be written; try again later"
+                replies.IO_ERROR,
+                "pamwire: the audit trail cannot be written; try again later",
             )
 
     def _audit_nowait(self, kind: str, **fields: object) -> None:
@@ -681,7 +736,10 @@ class PgSession:
         if self.upstream is None or self.target is None:
             return
         await pg_upstream.send_cancel(
-            self.target.host, self.target.port, self.upstream.process_id, self.upstream.secret_key
+            self.target.host,
+            self.target.port,
+            self.upstream.process_id,
+            self.upstream.secret_key,
         )
 
     async def _close(self) -> None:
@@ -703,7 +761,9 @@ class PgSession:
 
 
 _AUDIT_DOWN = Decision(
-    "deny", "audit-unavailable", "the audit trail cannot be written, so nothing is forwarded"
+    "deny",
+    "audit-unavailable",
+    "the audit trail cannot be written, so nothing is forwarded",
 )
 
 
@@ -713,4 +773,3 @@ def _peer(stream: trio.SocketStream) -> str:
     except OSError:
         return "unknown"
     return f"{host}:{port}"
-

@@ -85,7 +85,9 @@ async def connect(
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise UpstreamUnavailable(f"cannot connect to {host}:{port}: {reason}") from None
+            raise UpstreamUnavailable(
+                f"cannot connect to {host}:{port}: {reason}"
+            ) from None
         try:
             return await _login(stream, database, credential, client_params)
         except BaseException:
@@ -104,7 +106,9 @@ async def _login(
     params = {k: v for k, v in client_params.items() if k not in _RESERVED_PARAMS}
     params = {"user": credential.user, "database": database, **params}
     await stream.send_all(
-        encode(StartupMessage(protocol_version=196608, parameters=tuple(params.items())))
+        encode(
+            StartupMessage(protocol_version=196608, parameters=tuple(params.items()))
+        )
     )
     reader = FrameReader()
     messages = _Messages(stream, reader)
@@ -119,9 +123,12 @@ async def _login(
         if isinstance(message, AuthenticationOk):
             continue
         if isinstance(message, AuthenticationCleartextPassword):
-            await stream.send_all(encode(PasswordMessage(data=credential.password.encode() + b"\0")))
+            token = auth.cleartext_password_response(credential.password)
+            await stream.send_all(encode(PasswordMessage(data=token + b"\0")))
         elif isinstance(message, AuthenticationMD5Password):
-            token = auth.md5_password_response(credential.user, credential.password, message.salt)
+            token = auth.md5_password_response(
+                credential.user, credential.password, message.salt
+            )
             await stream.send_all(encode(PasswordMessage(data=token + b"\0")))
         elif isinstance(message, AuthenticationSASL):
             if "SCRAM-SHA-256" not in message.mechanisms:
@@ -129,10 +136,13 @@ async def _login(
                     f"server offers no supported SASL mechanism: {', '.join(message.mechanisms)}"
                 )
             scram = auth.ScramClient(credential.user, credential.password)
-            first = SASLInitialResponse(mechanism=scram.mechanism, data=scram.client_first())
+            first = SASLInitialResponse(
+                mechanism=scram.mechanism, data=scram.client_first()
+            )
             await stream.send_all(encode(first))
         elif isinstance(message, AuthenticationSASLContinue) and scram is not None:
-            final = scram.server_first(message.data)
+            # The salted password hash takes milliseconds: keep it off the event loop.
+            final = await trio.to_thread.run_sync(scram.server_first, message.data)
             await stream.send_all(encode(SASLResponse(data=final)))
         elif isinstance(message, AuthenticationSASLFinal) and scram is not None:
             try:
@@ -160,7 +170,9 @@ async def _login(
             )
         else:
             name = type(message).__name__
-            raise UpstreamUnavailable(f"server asked for unsupported authentication: {name}")
+            raise UpstreamUnavailable(
+                f"server asked for unsupported authentication: {name}"
+            )
 
 
 class _Messages:
@@ -187,13 +199,17 @@ class _Messages:
             try:
                 self._block, self._frames = self._reader.read_frames()
             except ProtocolError as exc:
-                raise UpstreamUnavailable(f"server sent an invalid message: {exc}") from None
+                raise UpstreamUnavailable(
+                    f"server sent an invalid message: {exc}"
+                ) from None
         frame = self._frames.pop(0)
         raw = self._block[frame.start - 5 : frame.end]
         try:
             return decode_backend(frame.type, payload(self._block, frame)), raw
         except ProtocolError as exc:
-            raise UpstreamUnavailable(f"server sent an invalid message: {exc}") from None
+            raise UpstreamUnavailable(
+                f"server sent an invalid message: {exc}"
+            ) from None
 
 
 async def send_cancel(host: str, port: int, process_id: int, secret_key: bytes) -> None:

@@ -46,7 +46,7 @@ def test_psql_denied_statement_in_transaction_makes_commit_roll_back(proxy: Prox
     result = proxy.psql("-At", "-v", "ON_ERROR_STOP=0", input=script, check=False)
     assert "ROLLBACK" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "0"
-    assert proxy.pg.psql("select count(*) from t where id = 101", database="app") == "0"
+    assert proxy.pg.psql("select count(*) from t where id = 101", database="app").strip() == "0"
 
 
 def test_psql_multi_statement_query_is_checked_before_any_runs(proxy: Proxy) -> None:
@@ -56,8 +56,10 @@ def test_psql_multi_statement_query_is_checked_before_any_runs(proxy: Proxy) -> 
         check=False,
     )
     assert result.returncode != 0
-    count = proxy.pg.psql("select count(*) from delete_log where note = 'multi'", database="app")
-    assert count == "0"
+    count = proxy.pg.psql(
+        "select count(*) from delete_log where note = 'multi'", database="app"
+    )
+    assert count.strip() == "0"
 
 
 def test_psql_describe_and_copy(proxy: Proxy, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -66,12 +68,12 @@ def test_psql_describe_and_copy(proxy: Proxy, tmp_path) -> None:  # type: ignore
     out_file = tmp_path / "t.csv"
     proxy.psql("-c", rf"\copy (select id, a from t order by id) to '{out_file}' csv")
     assert out_file.read_text().splitlines()[0].startswith("1,")
-    proxy.pg.psql("create table if not exists copy_in(id int, a text)", database="app")
-    proxy.pg.psql("truncate copy_in", database="app")
+    proxy.pg.psql("drop table if exists copy_in", database="app")
+    proxy.pg.psql("create table copy_in(id int, a text)", database="app", user="app")
     in_file = tmp_path / "in.csv"
     in_file.write_text("".join(f"{i},row{i}\n" for i in range(500)))
     proxy.psql("-c", rf"\copy copy_in from '{in_file}' csv")
-    assert proxy.pg.psql("select count(*) from copy_in", database="app") == "500"
+    assert proxy.pg.psql("select count(*) from copy_in", database="app").strip() == "500"
 
 
 def test_psql_ctrl_c_cancels_the_running_query(proxy: Proxy) -> None:
@@ -91,7 +93,7 @@ def test_psql_ctrl_c_cancels_the_running_query(proxy: Proxy) -> None:
     active = proxy.pg.psql(
         "select count(*) from pg_stat_activity where query like 'select pg_sleep(30)%'"
     )
-    assert active == "0"
+    assert active.strip() == "0"
 
 
 def test_psql_wrong_password_is_refused(proxy: Proxy) -> None:

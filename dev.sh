@@ -81,7 +81,7 @@ case "$job" in
         ensure_venv
         ensure_servers
         lint
-        exec .venv/bin/pytest -q "$@"
+        PAMWIRE_REQUIRE_SERVERS=1 exec .venv/bin/pytest -q "$@"
         ;;
     lint)
         ensure_venv

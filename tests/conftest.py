@@ -10,6 +10,7 @@ fixtures/pg/test-schema.sql loaded into ``app``. Tests that use them are marked
 from __future__ import annotations
 
 import atexit
+import os
 import pathlib
 import shutil
 import tempfile
@@ -51,6 +52,10 @@ def make_cluster_dir(prefix: str = "pamwire-pg-") -> pathlib.Path:
 
 def _require_postgres() -> None:
     if find_pg_bindir() is None:
+        if os.environ.get("PAMWIRE_REQUIRE_SERVERS") == "1":
+            pytest.fail(
+                "postgresql binaries not found, and this run requires real servers"
+            )
         pytest.skip(
             "postgresql binaries not found; see "
             "pamwire.pgcluster.ensure_postgres_installed()"

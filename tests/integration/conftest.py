@@ -71,14 +71,16 @@ path = "audit.db"
 path = "users.db"
 
 [rules]
-files = ["pack:baseline"]
+files = {rules}
 """
 
 
 class Proxy:
     """A running pamwire: its port, its files, and helpers to drive it."""
 
-    def __init__(self, workdir: Path, port: int, pg: PostgresCluster, env: dict[str, str]):
+    def __init__(
+        self, workdir: Path, port: int, pg: PostgresCluster, env: dict[str, str]
+    ):
         self.workdir = workdir
         self.port = port
         self.pg = pg
@@ -99,7 +101,11 @@ class Proxy:
         return " ".join(f"{k}={v}" for k, v in parts.items())
 
     def psql(
-        self, *args: str, input: str | None = None, check: bool = True, dsn: str | None = None
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        dsn: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run psql through pamwire; returns the completed process."""
         cmd = ["psql", "-X", "-v", "ON_ERROR_STOP=1", dsn or self.dsn(), *args]
@@ -110,7 +116,9 @@ class Proxy:
             raise AssertionError(f"psql failed ({result.returncode}): {result.stderr}")
         return result
 
-    def pamwire(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def pamwire(
+        self, *args: str, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "pamwire.cli", *args, "--config", str(self.config)]
         return subprocess.run(
             cmd, input=input, capture_output=True, text=True, timeout=60, env=self.env
@@ -118,11 +126,15 @@ class Proxy:
 
     def log_events(self, *args: str) -> list[dict[str, object]]:
         """The audit trail as JSON objects, via `pamwire log search --format json`."""
-        result = self.pamwire("log", "search", "--format", "json", "--limit", "100000", *args)
+        result = self.pamwire(
+            "log", "search", "--format", "json", "--limit", "100000", *args
+        )
         assert result.returncode == 0, result.stderr
         return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
-    def wait_for_event(self, predicate, timeout: float = 5.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    def wait_for_event(
+        self, predicate, timeout: float = 5.0
+    ) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
         """Poll the trail until some event satisfies predicate (completions are async)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -134,7 +146,14 @@ class Proxy:
     def start(self) -> None:
         log = (self.workdir / "pamwire.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pamwire.cli", "serve", "--config", str(self.config)],
+            [
+                sys.executable,
+                "-m",
+                "pamwire.cli",
+                "serve",
+                "--config",
+                str(self.config),
+            ],
             stdout=log,
             stderr=log,
             env=self.env,
@@ -167,16 +186,12 @@ class Proxy:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _dead_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="session")
-def proxy(
-    pg: PostgresCluster, pg_md5: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Proxy]:
-    """A pamwire process serving target `app` on a free port."""
-    workdir = tmp_path_factory.mktemp("pamwire")
+def _start_proxy(
+    pg: PostgresCluster,
+    pg_md5: PostgresCluster,
+    workdir: Path,
+    rules: list[str],
+) -> Proxy:
     env = dict(os.environ)
     env["PAMWIRE_TEST_APP_PASSWORD"] = "app-secret-pw"
     env["PGCONNECT_TIMEOUT"] = "10"
@@ -185,13 +200,50 @@ def proxy(
     proxy = Proxy(workdir, port, pg, env)
     proxy.config.write_text(
         CONFIG.format(
-            port=port, pg_port=pg.port, dead_port=_dead_port(), md5_port=pg_md5.port
+            port=port,
+            pg_port=pg.port,
+            dead_port=free_port(),
+            md5_port=pg_md5.port,
+            rules=json.dumps(rules),
         )
     )
     (workdir / "wrong.password").write_text("not-the-password\n")
-    added = proxy.pamwire("user", "add", PERSON, "--password-stdin", input=PERSON_PASSWORD + "\n")
+    (workdir / "allow-all.toml").write_text(
+        "# no rules: every parsable statement is allowed\n"
+    )
+    added = proxy.pamwire(
+        "user", "add", PERSON, "--password-stdin", input=PERSON_PASSWORD + "\n"
+    )
     assert added.returncode == 0, added.stderr
     proxy.start()
+    return proxy
+
+
+@pytest.fixture(scope="session")
+def proxy(
+    pg: PostgresCluster,
+    pg_md5: PostgresCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Proxy]:
+    """pamwire with the baseline rule pack, serving target `app` on a free port."""
+    proxy = _start_proxy(
+        pg, pg_md5, tmp_path_factory.mktemp("pamwire"), ["pack:baseline"]
+    )
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def open_proxy(
+    pg: PostgresCluster,
+    pg_md5: PostgresCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Proxy]:
+    """pamwire with no rules (unparsable text is still refused): for pgbench -i and DDL."""
+    workdir = tmp_path_factory.mktemp("pamwire-open")
+    proxy = _start_proxy(pg, pg_md5, workdir, ["allow-all.toml"])
     try:
         yield proxy
     finally:

@@ -18,7 +18,9 @@ def test_psql_reads_through_pamwire(proxy: Proxy) -> None:
     assert out.strip() == "10"
 
 
-def test_psql_unscoped_delete_is_denied_with_42501_naming_the_rule(proxy: Proxy) -> None:
+def test_psql_unscoped_delete_is_denied_with_42501_naming_the_rule(
+    proxy: Proxy,
+) -> None:
     result = proxy.psql(
         "-v", "VERBOSITY=verbose", "-c", "DELETE FROM delete_log", check=False
     )
@@ -34,7 +36,9 @@ def test_psql_session_stays_usable_after_a_denial(proxy: Proxy) -> None:
     assert "denied" in result.stderr
 
 
-def test_psql_denied_statement_in_transaction_makes_commit_roll_back(proxy: Proxy) -> None:
+def test_psql_denied_statement_in_transaction_makes_commit_roll_back(
+    proxy: Proxy,
+) -> None:
     proxy.pg.psql("delete from t where id = 101", database="app")
     script = (
         "begin;\n"
@@ -46,13 +50,17 @@ def test_psql_denied_statement_in_transaction_makes_commit_roll_back(proxy: Prox
     result = proxy.psql("-At", "-v", "ON_ERROR_STOP=0", input=script, check=False)
     assert "ROLLBACK" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "0"
-    assert proxy.pg.psql("select count(*) from t where id = 101", database="app").strip() == "0"
+    assert (
+        proxy.pg.psql("select count(*) from t where id = 101", database="app").strip()
+        == "0"
+    )
 
 
 def test_psql_multi_statement_query_is_checked_before_any_runs(proxy: Proxy) -> None:
     proxy.pg.psql("delete from delete_log where note = 'multi'", database="app")
     result = proxy.psql(
-        "-c", "insert into delete_log(id, note) values (9001, 'multi'); drop table t",
+        "-c",
+        "insert into delete_log(id, note) values (9001, 'multi'); drop table t",
         check=False,
     )
     assert result.returncode != 0
@@ -64,7 +72,7 @@ def test_psql_multi_statement_query_is_checked_before_any_runs(proxy: Proxy) -> 
 
 def test_psql_describe_and_copy(proxy: Proxy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     described = proxy.psql("-c", r"\d t").stdout
-    assert "Table \"public.t\"" in described
+    assert 'Table "public.t"' in described
     out_file = tmp_path / "t.csv"
     proxy.psql("-c", rf"\copy (select id, a from t order by id) to '{out_file}' csv")
     assert out_file.read_text().splitlines()[0].startswith("1,")
@@ -73,7 +81,9 @@ def test_psql_describe_and_copy(proxy: Proxy, tmp_path) -> None:  # type: ignore
     in_file = tmp_path / "in.csv"
     in_file.write_text("".join(f"{i},row{i}\n" for i in range(500)))
     proxy.psql("-c", rf"\copy copy_in from '{in_file}' csv")
-    assert proxy.pg.psql("select count(*) from copy_in", database="app").strip() == "500"
+    assert (
+        proxy.pg.psql("select count(*) from copy_in", database="app").strip() == "500"
+    )
 
 
 def test_psql_ctrl_c_cancels_the_running_query(proxy: Proxy) -> None:
@@ -118,7 +128,9 @@ def test_psql_target_down_fails_fast(proxy: Proxy) -> None:
 
 
 def test_psql_upstream_login_refusal_is_forwarded(proxy: Proxy) -> None:
-    result = proxy.psql("-c", "select 1", dsn=proxy.dsn(database="wrongpw"), check=False)
+    result = proxy.psql(
+        "-c", "select 1", dsn=proxy.dsn(database="wrongpw"), check=False
+    )
     assert result.returncode != 0
     assert 'password authentication failed for user "app"' in result.stderr
 

@@ -167,23 +167,25 @@ def _load_file(path: pathlib.Path) -> list[Rule]:
             "must be an array of tables: [[rule]]", path=str(path), key="rule"
         )
 
-    spans = file.rule_spans()
+    spans: list[tuple[int, int] | None] = list(file.rule_spans())
     if len(spans) != len(entries):
         # Inline tables (rule = [{...}]) leave no [[rule]] headers to point at.
-        spans = [(0, len(file.lines))] * len(entries)
+        spans = [None] * len(entries)
     return [
         _build_rule(file, entry, number, span)
         for number, (entry, span) in enumerate(zip(entries, spans, strict=True), 1)
     ]
 
 
-def _build_rule(file: _File, entry: Any, number: int, span: tuple[int, int]) -> Rule:
+def _build_rule(
+    file: _File, entry: Any, number: int, span: tuple[int, int] | None
+) -> Rule:
     raw_id = entry.get("id") if isinstance(entry, dict) else None
     label = f"rule {raw_id!r}" if isinstance(raw_id, str) else f"rule #{number}"
     line: int | None = None
     if isinstance(raw_id, str):
         line = file.line_of(rf"^\s*id\s*=\s*[\"']{re.escape(raw_id)}[\"']", span)
-    if line is None and span != (0, len(file.lines)):
+    if line is None and span is not None:
         line = span[0] + 1
     where = file.where(line)
 

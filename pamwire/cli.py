@@ -13,8 +13,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import trio
-
 from pamwire import __version__
 from pamwire.config import Config, default_config_path, load_config
 from pamwire.errors import PamwireError
@@ -146,11 +144,11 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from pamwire.server.app import serve
+    from pamwire.server.app import run
 
     config = _config(args)
     try:
-        trio.run(serve, config)
+        run(config)
     except KeyboardInterrupt:
         log.info("stopped")
     return 0
@@ -271,7 +269,8 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
     load_ruleset(config)
     print(
-        f"ok: {config.path}: {len(config.targets)} target(s), {len(config.listeners)} listener(s)"
+        f"ok: {config.path}: {len(config.targets)} target(s), "
+        f"{len(config.listeners)} listener(s)"
     )
     return 0
 

@@ -13,8 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import trio
-
 from pamwire.config import load_config
 from pamwire.pgcluster import (
     PostgresCluster,
@@ -132,10 +130,10 @@ def run_demo(folder: Path, *, port: int = 6432) -> int:
             ),
             flush=True,
         )
-        from pamwire.server.app import serve
+        from pamwire.server.app import run
 
         try:
-            trio.run(serve, config)
+            run(config)
         except KeyboardInterrupt:
             print("\nstopping ...", flush=True)
     finally:
@@ -146,7 +144,7 @@ def run_demo(folder: Path, *, port: int = 6432) -> int:
 
 
 def _shown(path: Path) -> str:
-    """A path as the user should type it: relative to the working folder if inside it."""
+    """A path as the user would type it: relative to the working folder if inside."""
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:

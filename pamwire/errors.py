@@ -35,7 +35,9 @@ class AuthenticationError(PamwireError):
 class ConfigError(PamwireError):
     """The configuration is wrong; the message names the file and the key."""
 
-    def __init__(self, message: str, *, path: str | None = None, key: str | None = None):
+    def __init__(
+        self, message: str, *, path: str | None = None, key: str | None = None
+    ):
         where = ""
         if path is not None:
             where = f"{path}: "

@@ -40,7 +40,7 @@ def error(
     detail: str | None = None,
     hint: str | None = None,
 ) -> bytes:
-    """An ErrorResponse with severity, SQLSTATE, message and optional detail and hint."""
+    """An ErrorResponse: severity, SQLSTATE, message, optional detail and hint."""
     fields: list[tuple[str, str]] = [("S", severity), ("V", severity), ("C", code)]
     fields.append(("M", message))
     if detail:
@@ -66,7 +66,8 @@ def denial(rule: str | None, message: str | None, statement_kind: str | None) ->
         INSUFFICIENT_PRIVILEGE,
         text,
         detail=detail,
-        hint="Ask a DBA about the rule, or run `pamwire rules explain` on the statement.",
+        hint="Ask a DBA about the rule, "
+        "or run `pamwire rules explain` on the statement.",
     )
 
 

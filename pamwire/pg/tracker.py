@@ -1,4 +1,4 @@
-"""Pairs what the server answers with what the client asked, to give each statement its outcome.
+"""Pairs server replies with client requests, to give each statement its outcome.
 
 Theory of operation: every frontend message that the server answers (Query, Parse,
 Bind, Describe, Execute, Close, Sync, FunctionCall) pushes a slot on a FIFO in wire
@@ -102,13 +102,13 @@ class ExchangeTracker:
         return self._finish_one("ok", None, None, end_execute=True)
 
     def simple_reply(self, op: Op) -> None:
-        """ParseComplete, BindComplete, CloseComplete, NoData or a Describe's RowDescription."""
+        """ParseComplete, BindComplete, CloseComplete, or the end of a Describe."""
         head = self._head()
         if head is not None and head.op is op:
             self._slots.popleft()
 
     def row_description(self) -> None:
-        """RowDescription ends a Describe; inside a Query or Execute it is part of a result."""
+        """RowDescription ends a Describe; in a Query or Execute it starts a result."""
         self.simple_reply(Op.DESCRIBE)
 
     def copy_in_response(self) -> None:
@@ -129,7 +129,7 @@ class ExchangeTracker:
         self._slots = collections.deque([slots[0], *kept])
 
     def error(self, sqlstate: str | None) -> list[Outcome]:
-        """ErrorResponse: the current step failed; extended steps up to Sync are skipped."""
+        """ErrorResponse: the current step failed; steps up to Sync are skipped."""
         head = self._head()
         if head is None:
             return []

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from pamwire.audit.store import AuditStore
 from pamwire.config import Config, Listener
+from pamwire.errors import PamwireError
 from pamwire.rules.engine import RuleSet
 from pamwire.rules.loader import load_rules
 from pamwire.server.audit_writer import AuditWriter
@@ -86,6 +88,35 @@ async def serve(
             await writer.aclose()
         store.close()
         users.close()
+
+
+async def serve_until_signal(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly, writing queued events."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, config)
+            async for signum in signals:
+                log.info("received %s; stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run(config: Config) -> None:
+    """Run pamwire in the foreground; PamwireError for start-up failures."""
+    try:
+        trio.run(serve_until_signal, config)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, PamwireError) for e in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _handler(

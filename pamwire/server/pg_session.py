@@ -1,4 +1,4 @@
-"""One PostgreSQL client session: startup, login, then two relays with checks in between.
+"""One PostgreSQL client session: startup, login, then two checked relays.
 
 Theory of operation. After the client logs in to pamwire (SCRAM-SHA-256) and pamwire
 logs in to the target, two tasks move bytes. The client-to-server task splits what it
@@ -18,6 +18,7 @@ into the denial the client sees.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -36,6 +37,7 @@ from pamwire.pg.auth import ScramServer
 from pamwire.pg.codec import (
     Frame,
     FrameReader,
+    decode_backend,
     decode_frontend,
     decode_startup,
     encode,
@@ -49,16 +51,15 @@ from pamwire.pg.messages import (
     ErrorResponse,
     Execute,
     GSSENCRequest,
-    Parse,
     ParameterStatus,
-    PasswordMessage,
+    Parse,
     Query,
     ReadyForQuery,
     SSLRequest,
     StartupMessage,
+    Terminate,
     parse_sasl_initial_response,
 )
-from pamwire.pg.codec import decode_backend
 from pamwire.pg.tracker import ExchangeTracker, Op, Outcome
 from pamwire.rules.engine import Decision, RuleContext
 from pamwire.server import pg_upstream
@@ -123,7 +124,7 @@ class PgSession:
         self.client_eof = False
         self.terminated = False
 
-    # -- entry point -------------------------------------------------------------
+    # -- entry point --
 
     async def serve(self) -> None:
         """Run the session; never raises for anything a peer did."""
@@ -148,10 +149,10 @@ class PgSession:
         finally:
             await self._close()
 
-    # -- startup -----------------------------------------------------------------
+    # -- startup --
 
     async def _negotiate(self) -> StartupMessage | None:
-        """Answer SSLRequest/GSSENCRequest with 'N', relay cancels, return the StartupMessage."""
+        """Refuse encryption requests, relay cancels, return the StartupMessage."""
         seen_ssl = seen_gss = False
         while True:
             raw = await self._read_one()
@@ -168,7 +169,7 @@ class PgSession:
                     seen_ssl = True
                 else:
                     seen_gss = True
-                # TODO(tls): accept TLS on the client leg; until then encryption is refused.
+                # TODO(tls): accept TLS on the client leg (a later issue); refused now.
                 await self.client.send_all(replies.SSL_NOT_SUPPORTED)
                 continue
             if isinstance(message, CancelRequest):
@@ -179,34 +180,26 @@ class PgSession:
             return message
 
     async def _read_one(self) -> bytes:
-        """Read exactly one frame's payload (startup and login phases only)."""
-        while True:
-            block, frames = self.reader.read_frames()
-            if frames:
-                frame = frames[0]
-                if len(frames) > 1 or frame.end != len(block):
-                    raise ProtocolError("client sent data before it was asked for")
-                return bytes(payload(block, frame))
-            data = await self.client.receive_some(65536)
-            if not data:
-                raise SessionEnd
-            self.reader.feed(data)
+        """Read exactly one startup-phase packet's payload."""
+        return (await self._read_frame())[1]
 
     async def _read_typed(self, expected: int) -> bytes:
-        block_payload = await self._read_one_typed()
-        frame_type, body = block_payload
+        """Read one typed message of the login phase; anything else is an error."""
+        frame_type, body = await self._read_frame()
         if frame_type != expected:
             raise ProtocolError(
                 f"expected message type {chr(expected)!r}, got {chr(frame_type)!r}"
             )
         return body
 
-    async def _read_one_typed(self) -> tuple[int, bytes]:
+    async def _read_frame(self) -> tuple[int, bytes]:
+        # Before login completes the client must wait for each answer, so more than
+        # one frame in a read is a protocol error.
         while True:
             block, frames = self.reader.read_frames()
             if frames:
                 frame = frames[0]
-                if len(frames) > 1 or frame.end != len(block):
+                if len(frames) > 1 or frame.end != len(block) or self.reader.buffered:
                     raise ProtocolError("client sent data before it was asked for")
                 return frame.type, bytes(payload(block, frame))
             data = await self.client.receive_some(65536)
@@ -335,7 +328,7 @@ class PgSession:
             self.peer,
         )
 
-    # -- relaying ----------------------------------------------------------------
+    # -- relaying --
 
     async def _relay(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -399,7 +392,7 @@ class PgSession:
         finally:
             scope.cancel()
 
-    # -- client side: decide before forwarding -------------------------------------
+    # -- client side: decide before forwarding --
 
     async def _check_block(self, block: bytes, frames: list[Frame]) -> bytes:
         """Return what to forward for a block of complete client frames."""
@@ -572,7 +565,7 @@ class PgSession:
         assert self.user is not None and self.target is not None
         return RuleContext(user=self.user, target=self.target.name)
 
-    # -- poison: denials placed by the server ---------------------------------------
+    # -- poison: denials placed by the server --
 
     def _poison_token(self, decision: Decision, kind: str | None) -> str:
         n = next(self.poison_no)
@@ -588,7 +581,7 @@ class PgSession:
         token = self._poison_token(decision, kind)
         return encode(Parse(name=message.name, query=token, param_types=()))
 
-    # -- server side: observe replies -------------------------------------------------
+    # -- server side: observe replies --
 
     def _observe_replies(self, block: bytes, frames: list[Frame]) -> bytes:
         pieces: list[bytes] | None = None
@@ -597,7 +590,7 @@ class PgSession:
         outcomes: list[Outcome] = []
         for frame in frames:
             t = frame.type
-            if t == _B_READY or t == _B_COMPLETE or t == _B_ERROR:
+            if t in (_B_READY, _B_COMPLETE, _B_ERROR):
                 message = decode_backend(t, payload(block, frame))
                 if isinstance(message, ReadyForQuery):
                     outcomes += tracker.ready_for_query(message.status)
@@ -619,7 +612,7 @@ class PgSession:
                 tracker.simple_reply(Op.BIND)
             elif t == _B_CLOSE_OK:
                 tracker.simple_reply(Op.CLOSE)
-            elif t == _B_NO_DATA or t == _B_ROW_DESC:
+            elif t in (_B_NO_DATA, _B_ROW_DESC):
                 tracker.row_description()
             elif t == _B_EMPTY:
                 outcomes += tracker.empty_query()
@@ -661,7 +654,7 @@ class PgSession:
             # logging; the server never holds a statement pamwire did not allow.
             self.sql_prepared.clear()
 
-    # -- audit ------------------------------------------------------------------------
+    # -- audit --
 
     def _event(self, kind: str, **fields: object) -> AuditEvent:
         return AuditEvent(
@@ -718,7 +711,7 @@ class PgSession:
     def _audit_nowait(self, kind: str, **fields: object) -> None:
         self.ctx.audit.write_nowait(self._event(kind, **fields))
 
-    # -- endings ------------------------------------------------------------------------
+    # -- endings --
 
     async def _fatal(self, code: str, message: str, *, hint: str | None = None) -> None:
         await self._send_quietly(replies.fatal(code, message, hint=hint))
@@ -726,10 +719,10 @@ class PgSession:
 
     async def _send_quietly(self, data: bytes) -> None:
         with trio.move_on_after(5):
-            try:
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError
+            ):
                 await self.client.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
 
     async def cancel_upstream(self) -> None:
         """Forward a client's CancelRequest to this session's backend."""
@@ -747,13 +740,13 @@ class PgSession:
         with trio.CancelScope(shield=True):
             if self.upstream is not None:
                 if self.client_eof and not self.terminated and self.tracker.busy:
-                    # The client left mid-query: stop the query instead of letting it run.
+                    # The client left mid-query: stop the query, do not let it run.
                     await self.cancel_upstream()
                 with trio.move_on_after(1):
-                    try:
-                        await self.upstream.stream.send_all(b"X\x00\x00\x00\x04")
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
+                    with contextlib.suppress(
+                        trio.BrokenResourceError, trio.ClosedResourceError
+                    ):
+                        await self.upstream.stream.send_all(encode(Terminate()))
                 await trio.aclose_forcefully(self.upstream.stream)
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)

@@ -48,7 +48,7 @@ class UpstreamUnavailable(Exception):
 
 
 class UpstreamRefused(Exception):
-    """The server refused the login; `error` is its ErrorResponse, to forward verbatim."""
+    """The server refused the login; `raw` is its ErrorResponse, to forward as is."""
 
     def __init__(self, error: ErrorResponse, raw: bytes) -> None:
         super().__init__(error.message)
@@ -133,7 +133,8 @@ async def _login(
         elif isinstance(message, AuthenticationSASL):
             if "SCRAM-SHA-256" not in message.mechanisms:
                 raise UpstreamUnavailable(
-                    f"server offers no supported SASL mechanism: {', '.join(message.mechanisms)}"
+                    "server offers no supported SASL mechanism: "
+                    + ", ".join(message.mechanisms)
                 )
             scram = auth.ScramClient(credential.user, credential.password)
             first = SASLInitialResponse(

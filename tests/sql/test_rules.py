@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import textwrap
 
 import pytest
@@ -319,3 +320,12 @@ def test_loader_accepts_single_strings_and_rule_tables(tmp_path: pathlib.Path) -
         """,
     )
     assert _decide(ruleset, "TRUNCATE t")[0].rule == "no-truncate"
+
+
+def test_docs_rule_examples_load_and_pass(tmp_path: pathlib.Path) -> None:
+    docs = (REPO / "docs" / "rules.md").read_text("utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", docs, re.S)
+    assert blocks
+    for number, block in enumerate(blocks):
+        ruleset = _rules(tmp_path, block, name=f"doc{number}.toml")
+        assert run_examples(ruleset) == []

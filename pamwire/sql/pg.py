@@ -64,6 +64,9 @@ def _analyze_cached(sql: str, scs: bool, search_path: tuple[str, ...]) -> Analys
     try:
         return _analyze(sql, scs, search_path)
     except RecursionError:
+        # TODO(depth): json.loads and the walk recurse, so about 300 nested calls
+        # exceed Python's default limit and fail closed; an explicit stack would
+        # lift that.
         return Analysis((), error="statement nested too deeply")
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         # A tree shape the walker does not expect: a bug here, but never a reason
@@ -193,6 +196,9 @@ _FIXED_KINDS: dict[str, tuple[str, str | None]] = {
     "CopyStmt": ("copy", "table"),
     "CallStmt": ("call", "procedure"),
     "DoStmt": ("do", None),
+    # TODO(set-facts): record the setting a SET changes (role,
+    # session_authorization, *read_only), so rules can tell SET ROLE from SET
+    # search_path; set_config() calls need the same, from the call's arguments.
     "VariableSetStmt": ("set", None),
     "ConstraintsSetStmt": ("set", None),
     "VariableShowStmt": ("show", None),
@@ -507,6 +513,9 @@ class _Walk:
 
     # Leaves.
 
+    # TODO(search-path): PostgreSQL searches pg_catalog and pg_temp before
+    # search_path, and CREATE SCHEMA s CREATE TABLE x puts x in s; both are
+    # recorded under the first search_path schema for now.
     def table(self, range_var: _Json, *, written: bool) -> None:
         relname = range_var["relname"]
         schema = range_var.get("schemaname")
@@ -632,6 +641,9 @@ def _copy(walk: _Walk, body: _Json) -> None:
     walk.fields(body, skip=("relation",))
 
 
+# TODO(destructive-alter): ALTER TABLE ... DROP COLUMN or ALTER COLUMN TYPE destroys
+# data but is only an "alter" here; a fact naming the subcommands would let a rule
+# treat them like DROP.
 def _written_relation(walk: _Walk, body: _Json) -> None:
     relation = body.get("relation")
     if relation is not None:

@@ -67,6 +67,8 @@ def _references(value: _Json, target: Target, *, nested: bool) -> bool:
     if column is not None:
         fields = column.get("fields") or []
         if len(fields) == 1:
+            # TODO(using-scope): with USING/FROM an unqualified column may belong to
+            # another table; without a schema it is taken as the target's.
             return not nested or sval(fields[0]) == target.name
         return sval(fields[-2]) == target.name
     if "SelectStmt" in value:

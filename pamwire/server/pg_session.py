@@ -460,7 +460,7 @@ class PgSession:
                 denied = (decision, None)
         else:
             for facts in analysis.statements:
-                decision = self.ctx.rules.decide(facts, ctx)
+                decision = self._decide(facts, ctx)
                 events.append(
                     self._statement_event(facts.text, facts, decision, "query")
                 )
@@ -539,15 +539,32 @@ class PgSession:
             self.portals.pop(message.name, None)
         self.tracker.sent(Op.CLOSE)
 
+    def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
+        """Decide one statement of a Query, with the session's own knowledge."""
+        if facts.kind == "execute" and facts.prepare_name not in self.sql_prepared:
+            # The statement behind the name was never checked by pamwire.
+            return Decision(
+                "deny",
+                "unknown-prepared-statement",
+                f'EXECUTE of "{facts.prepare_name}", '
+                "which pamwire did not see prepared",
+            )
+        return self.ctx.rules.decide(facts, ctx)
+
     def _track_sql_prepare(self, facts: StatementFacts) -> None:
-        # TODO(rules): SQL-level EXECUTE of a name pamwire never saw prepared should be
-        # denied; the rule engine issue adds that check on top of this bookkeeping.
-        if facts.kind in ("discard",) or facts.prepare_name == "*":
+        """Follow SQL-level PREPARE, DEALLOCATE and DISCARD ALL in wire order."""
+        name = facts.prepare_name
+        if facts.kind == "prepare" and name:
+            self.sql_prepared.add(name)
+        elif facts.kind == "deallocate" and name == "*":
             self.sql_prepared.clear()
-        elif facts.prepare_name and facts.kind == "deallocate":
-            self.sql_prepared.discard(facts.prepare_name)
-        elif facts.prepare_name and facts.kind != "execute":
-            self.sql_prepared.add(facts.prepare_name)
+        elif facts.kind == "deallocate" and name:
+            self.sql_prepared.discard(name)
+        elif (
+            facts.kind == "discard"
+            and facts.text.split()[-1].upper().rstrip(";") == "ALL"
+        ):
+            self.sql_prepared.clear()
 
     async def _deny_message(self, decision: Decision, text: str, kind: str) -> bytes:
         event = self._event("statement", operation=kind, verdict="deny")
@@ -596,7 +613,6 @@ class PgSession:
                     outcomes += tracker.ready_for_query(message.status)
                 elif isinstance(message, CommandComplete):
                     outcomes += tracker.command_complete(message.tag)
-                    self._after_command(message.tag)
                 elif isinstance(message, ErrorResponse):
                     outcomes += tracker.error(message.code)
                     denial = self._match_poison(message)
@@ -646,13 +662,6 @@ class PgSession:
         if found is None:
             return None
         return self.poisons.pop(int(found.group(1)), None)
-
-    def _after_command(self, tag: str) -> None:
-        if tag == "DISCARD ALL" or tag == "DEALLOCATE ALL":
-            # The server dropped every prepared statement; only names the client
-            # prepares later are known again. Wire order makes this exact enough for
-            # logging; the server never holds a statement pamwire did not allow.
-            self.sql_prepared.clear()
 
     # -- audit --
 

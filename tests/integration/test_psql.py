@@ -159,3 +159,19 @@ def test_psql_application_name_reaches_the_server(proxy: Proxy) -> None:
     options = proxy.dsn(options="'-c work_mem=7MB'")
     out = proxy.psql("-At", "-c", "show work_mem", dsn=options).stdout
     assert out.strip() == "7MB"
+
+
+def test_psql_sql_level_prepare_and_execute(proxy: Proxy) -> None:
+    script = (
+        "PREPARE p1 AS select count(*) from t;\n"
+        "EXECUTE p1;\n"
+        "DEALLOCATE p1;\n"
+        "EXECUTE p1;\n"
+        "PREPARE wipe AS DELETE FROM delete_log;\n"
+        "select 'end';\n"
+    )
+    result = proxy.psql("-At", "-v", "ON_ERROR_STOP=0", input=script, check=False)
+    lines = result.stdout.split()
+    assert "10" in lines and "end" in lines
+    assert '"unknown-prepared-statement"' in result.stderr
+    assert "unscoped" in result.stderr  # the PREPARE of an unscoped DELETE is denied

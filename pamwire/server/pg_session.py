@@ -32,7 +32,7 @@ from pamwire.audit.events import AuditEvent, Completion, new_event_id
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import AuthenticationError, PamwireError, ProtocolError
-from pamwire.pg import replies
+from pamwire.pg import replies, startup
 from pamwire.pg.auth import ScramServer
 from pamwire.pg.codec import (
     Frame,
@@ -120,6 +120,9 @@ class PgSession:
         self.poisons: dict[int, bytes] = {}
         self.poison_no = itertools.count(1)
         self.settings: dict[str, str] = {}
+        # TODO(rules): follow SET search_path and set_config() during the session;
+        # until then only the startup value is known.
+        self.search_path: tuple[str, ...] = ("public",)
         self.key = (secrets.randbits(31) or 1, secrets.token_bytes(4))
         self.client_eof = False
         self.terminated = False
@@ -236,6 +239,7 @@ class PgSession:
                 "pamwire: replication connections are not supported",
             )
         await self._authenticate(user)
+        await self._check_startup_settings(params)
 
         database = params.get("database") or user
         target = self.ctx.config.targets.get(database)
@@ -250,6 +254,25 @@ class PgSession:
         assert target is not None
         self.target = target
         await self._connect_upstream(target, params)
+
+    async def _check_startup_settings(self, params: dict[str, str]) -> None:
+        """Refuse startup settings that would weaken the checks; note search_path."""
+        settings = startup.requested_settings(params)
+        refused = startup.refused_settings(settings)
+        if refused:
+            names = ", ".join(refused)
+            self._audit_nowait(
+                "login_failed", detail=f"refused startup setting {names}"
+            )
+            await self._fatal(
+                replies.INSUFFICIENT_PRIVILEGE,
+                f"pamwire: startup setting {names} is not allowed "
+                '(rule "startup-setting")',
+            )
+        for name, value in settings:
+            if name == "search_path":
+                assert self.user is not None
+                self.search_path = startup.parse_search_path(value, user=self.user)
 
     async def _authenticate(self, user: str) -> None:
         try:
@@ -576,7 +599,9 @@ class PgSession:
 
     def _analyze(self, sql: str) -> Analysis:
         scs = self.settings.get("standard_conforming_strings", "on") == "on"
-        return pg_sql.analyze(sql, standard_conforming_strings=scs)
+        return pg_sql.analyze(
+            sql, standard_conforming_strings=scs, search_path=self.search_path
+        )
 
     def _rule_context(self) -> RuleContext:
         assert self.user is not None and self.target is not None

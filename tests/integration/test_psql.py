@@ -175,3 +175,18 @@ def test_psql_sql_level_prepare_and_execute(proxy: Proxy) -> None:
     assert "10" in lines and "end" in lines
     assert '"unknown-prepared-statement"' in result.stderr
     assert "unscoped" in result.stderr  # the PREPARE of an unscoped DELETE is denied
+
+
+def test_psql_startup_setting_that_lifts_read_only_is_refused(proxy: Proxy) -> None:
+    dsn = proxy.dsn(options="'-c default_transaction_read_only=off'")
+    result = proxy.psql("-c", "select 1", dsn=dsn, check=False)
+    assert result.returncode != 0
+    assert (
+        "startup setting default_transaction_read_only is not allowed" in result.stderr
+    )
+
+
+def test_psql_startup_search_path_is_passed_on(proxy: Proxy) -> None:
+    dsn = proxy.dsn(options="'-c search_path=hr'")
+    out = proxy.psql("-At", "-c", "select count(*) from salaries", dsn=dsn).stdout
+    assert out.strip().isdigit()

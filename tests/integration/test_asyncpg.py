@@ -209,6 +209,12 @@ def test_asyncpg_timeout_cancels_the_query_upstream(proxy: Proxy) -> None:
 
     _run(proxy, body)
 
+    # The trail shows the statement reached the server and was cancelled there.
+    def cancelled(event: dict[str, object]) -> bool:
+        return marker in str(event["statement"]) and event["sqlstate"] == "57014"
+
+    assert any(cancelled(e) for e in proxy.wait_for_event(cancelled))
+
 
 def test_asyncpg_denied_statement_raises_and_connection_stays_usable(
     proxy: Proxy,
@@ -247,7 +253,8 @@ def test_asyncpg_denied_statement_aborts_the_transaction(proxy: Proxy) -> None:
                 await conn.execute(
                     "insert into delete_log (id, note) values ($1, $2)", 2, note
                 )
-                await conn.execute("TRUNCATE delete_log")
+                # fetch() sends the denial through Parse/Bind/Execute.
+                await conn.fetch("TRUNCATE delete_log")
         assert not conn.is_in_transaction()
         assert await conn.fetchval("select 3") == 3
 
@@ -268,3 +275,36 @@ def test_asyncpg_denied_statement_is_refused_at_prepare(proxy: Proxy) -> None:
         assert await stmt.fetchval(-1) == 0
 
     _run(proxy, body)
+
+
+def test_asyncpg_pool_reuses_connections_after_reset(proxy: Proxy) -> None:
+    async def main() -> None:
+        pool = await asyncpg.create_pool(
+            host="127.0.0.1",
+            port=proxy.port,
+            user=PERSON,
+            password=PERSON_PASSWORD,
+            database=TARGET,
+            min_size=2,
+            max_size=3,
+        )
+        assert pool is not None
+
+        async def work(i: int) -> tuple[int, int]:
+            # Releasing runs asyncpg's reset query (UNLISTEN, RESET ALL, ...).
+            async with pool.acquire() as conn:
+                await conn.execute(f"set application_name = 'pool-{i}'")
+                value = await conn.fetchval("select $1::int * 2", i)
+                pid = await conn.fetchval("select pg_backend_pid()")
+                return value, pid
+
+        try:
+            results = await asyncio.gather(*(work(i) for i in range(30)))
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("show application_name") == ""
+        finally:
+            await pool.close()
+        assert [value for value, _ in results] == [i * 2 for i in range(30)]
+        assert len({pid for _, pid in results}) <= 3
+
+    asyncio.run(main())

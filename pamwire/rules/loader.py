@@ -139,7 +139,8 @@ class _File:
         """The lines of each ``[[rule]]`` section, in file order."""
         header = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
         starts = [n for n, text in enumerate(self.lines) if header.match(text)]
-        return list(zip(starts, [*starts[1:], len(self.lines)], strict=True))
+        ends = [*starts[1:], len(self.lines)] if starts else []
+        return list(zip(starts, ends, strict=True))
 
     def where(self, line: int | None) -> str:
         return f"{self.path}:{line}" if line else str(self.path)

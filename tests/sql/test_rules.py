@@ -329,3 +329,10 @@ def test_docs_rule_examples_load_and_pass(tmp_path: pathlib.Path) -> None:
     for number, block in enumerate(blocks):
         ruleset = _rules(tmp_path, block, name=f"doc{number}.toml")
         assert run_examples(ruleset) == []
+
+
+def test_load_rules_accepts_a_file_without_rules(tmp_path: pathlib.Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# no rules yet\n")
+    ruleset = load_rules([empty])
+    assert ruleset.rule_ids == []

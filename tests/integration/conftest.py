@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,9 +133,9 @@ class Proxy:
         return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
     def wait_for_event(
-        self, predicate, timeout: float = 5.0
-    ) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-        """Poll the trail until some event satisfies predicate (completions are async)."""
+        self, predicate: Callable[[dict[str, object]], bool], timeout: float = 5.0
+    ) -> list[dict[str, object]]:
+        """Poll the trail until an event satisfies predicate (completions lag)."""
         deadline = time.monotonic() + timeout
         while True:
             events = self.log_events()
@@ -241,7 +241,7 @@ def open_proxy(
     pg_md5: PostgresCluster,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proxy]:
-    """pamwire with no rules (unparsable text is still refused): for pgbench -i and DDL."""
+    """pamwire with no rules (unparsable text is still refused), for DDL."""
     workdir = tmp_path_factory.mktemp("pamwire-open")
     proxy = _start_proxy(pg, pg_md5, workdir, ["allow-all.toml"])
     try:

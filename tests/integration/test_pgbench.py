@@ -11,16 +11,6 @@ from tests.integration.conftest import PERSON, PERSON_PASSWORD, TARGET, Proxy
 
 pytestmark = pytest.mark.integration
 
-# The open proxy is configured with a rule file holding only a comment. The rule
-# loader's _File.rule_spans() zips the [[rule]] header lines with strict=True, which
-# raises ValueError for a file without any, so `pamwire serve` exits at start-up.
-OPEN_PROXY_BROKEN = pytest.mark.xfail(
-    strict=True,
-    reason="pamwire serve exits at start-up with a rule file holding no [[rule]]: "
-    "ValueError 'zip() argument 2 is longer than argument 1' in "
-    "rules/loader.py rule_spans(), so the open_proxy fixture cannot start",
-)
-
 
 def _pgbench(proxy: Proxy, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(proxy.env)
@@ -41,7 +31,6 @@ def _pgbench(proxy: Proxy, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@OPEN_PROXY_BROKEN
 def test_pgbench_init_through_pamwire(open_proxy: Proxy) -> None:
     # Drops and recreates the pgbench tables at the scale the test schema has, so
     # the select-only runs below work whether or not this ran first.

@@ -207,12 +207,6 @@ def test_psycopg_prepared_statements(
     ), names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pamwire serve exits at start-up with a rule file holding no [[rule]]: "
-    "ValueError 'zip() argument 2 is longer than argument 1' in "
-    "rules/loader.py rule_spans(), so the open_proxy fixture cannot start",
-)
 def test_psycopg_notice_handler(open_proxy: Proxy) -> None:
     notices: list[tuple[str | None, str | None]] = []
     with psycopg.connect(open_proxy.dsn(), autocommit=True) as connection:

@@ -25,6 +25,9 @@ _ROW_COUNT_TAGS = frozenset(
 )
 
 
+QUERY_CANCELED = "57014"
+
+
 class Op(enum.Enum):
     """Frontend messages the server answers, named as in the protocol."""
 
@@ -51,7 +54,7 @@ class Outcome:
     """How one audited statement ended on the server."""
 
     event_id: str
-    outcome: str  # "ok" | "error" | "skipped"
+    outcome: str  # "ok" | "error" | "cancelled" | "skipped"
     duration_ms: float
     sqlstate: str | None = None
     rows: int | None = None
@@ -138,7 +141,8 @@ class ExchangeTracker:
         if head.op in (Op.QUERY, Op.FUNCTION_CALL):
             if head.events:
                 eid = head.events.popleft()
-                out.append(Outcome(eid, "error", _ms(head.started, now), sqlstate))
+                failed = _failure(sqlstate)
+                out.append(Outcome(eid, failed, _ms(head.started, now), sqlstate))
             out.extend(self._skip(head, now))
             return out
         if head.op is Op.SYNC:
@@ -148,7 +152,7 @@ class ExchangeTracker:
         while self._slots and self._slots[0].op is not Op.SYNC:
             slot = self._slots.popleft()
             for eid in slot.events:
-                kind = "error" if first else "skipped"
+                kind = _failure(sqlstate) if first else "skipped"
                 out.append(
                     Outcome(
                         eid, kind, _ms(slot.started, now), sqlstate if first else None
@@ -201,6 +205,11 @@ class ExchangeTracker:
         out = [Outcome(eid, "skipped", _ms(slot.started, now)) for eid in slot.events]
         slot.events.clear()
         return out
+
+
+def _failure(sqlstate: str | None) -> str:
+    # 57014 query_canceled: a cancel request or statement_timeout stopped it.
+    return "cancelled" if sqlstate == QUERY_CANCELED else "error"
 
 
 def _ms(start: float, end: float) -> float:

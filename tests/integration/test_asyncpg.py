@@ -211,7 +211,11 @@ def test_asyncpg_timeout_cancels_the_query_upstream(proxy: Proxy) -> None:
 
     # The trail shows the statement reached the server and was cancelled there.
     def cancelled(event: dict[str, object]) -> bool:
-        return marker in str(event["statement"]) and event["sqlstate"] == "57014"
+        return (
+            marker in str(event["statement"])
+            and event["sqlstate"] == "57014"
+            and event["outcome"] == "cancelled"
+        )
 
     assert any(cancelled(e) for e in proxy.wait_for_event(cancelled))
 

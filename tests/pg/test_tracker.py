@@ -97,3 +97,10 @@ def test_tracker_records_transaction_status() -> None:
     tracker.command_complete("BEGIN")
     tracker.ready_for_query(b"T")
     assert tracker.transaction_status == b"T"
+
+
+def test_tracker_cancelled_statement_is_marked_cancelled() -> None:
+    tracker = ExchangeTracker(FakeClock())
+    tracker.sent(Op.QUERY, ["sleep"])
+    outcomes = tracker.error("57014")
+    assert [(o.outcome, o.sqlstate) for o in outcomes] == [("cancelled", "57014")]

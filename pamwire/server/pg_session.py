@@ -599,9 +599,15 @@ class PgSession:
 
     def _analyze(self, sql: str) -> Analysis:
         scs = self.settings.get("standard_conforming_strings", "on") == "on"
-        return pg_sql.analyze(
-            sql, standard_conforming_strings=scs, search_path=self.search_path
-        )
+        try:
+            return pg_sql.analyze(
+                sql, standard_conforming_strings=scs, search_path=self.search_path
+            )
+        except Exception:
+            # A bug in the analyser must not let a statement through, nor end the
+            # session: the statement is treated as unparsable.
+            log.exception("conn %s: analyser failed; statement refused", self.conn_no)
+            return Analysis((), error="internal error while analysing the statement")
 
     def _rule_context(self) -> RuleContext:
         assert self.user is not None and self.target is not None

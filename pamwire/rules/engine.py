@@ -1,8 +1,10 @@
 """Decide on statement facts with an ordered set of rules: deny beats audit beats allow.
 
 A rule matches when every condition it states holds; a list inside a condition
-matches when any entry does. With no matching rule the verdict is allow: packs
-are deny-lists for now (a read-only allow-list pack comes later).
+matches when any entry does. With no matching rule the verdict is allow. An
+allow-list (the read-only pack) is a deny rule on a negated condition:
+``kind_not_in`` and ``functions_not_in`` hold when the statement steps outside
+the listed kinds or functions.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from pamwire.sql.facts import Analysis, StatementFacts
+from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 
 VERDICTS = ("allow", "deny", "audit")
 
@@ -61,6 +63,62 @@ class Glob:
 
 
 @attrs.frozen
+class Functions:
+    """Function globs plus named sets of bare names (``@pg_read_only``).
+
+    A set entry also covers the name qualified with pg_catalog, never with another
+    schema: ``public.lower`` is someone's own function, not the built-in.
+    """
+
+    globs: Glob | None
+    names: frozenset[str] = frozenset()
+
+    def match(self, name: str) -> bool:
+        if self.globs is not None and self.globs.match(name):
+            return True
+        schema, dot, bare = name.rpartition(".")
+        if not dot:
+            return name in self.names
+        return schema == "pg_catalog" and bare in self.names
+
+    def any(self, values: Iterable[str]) -> bool:
+        return any(self.match(value) for value in values)
+
+    def all(self, values: Iterable[str]) -> bool:
+        return all(self.match(value) for value in values)
+
+
+@attrs.frozen
+class Columns:
+    """Column globs ``schema.table.column``; a fact ``schema.table.*`` reaches all."""
+
+    patterns: tuple[str, ...]
+    _pairs: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = attrs.field(
+        init=False, eq=False, repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        pairs = []
+        for pattern in self.patterns:
+            table, _, column = pattern.rpartition(".")
+            pairs.append(
+                (
+                    re.compile(fnmatch.translate(table)),
+                    re.compile(fnmatch.translate(column)),
+                )
+            )
+        object.__setattr__(self, "_pairs", tuple(pairs))
+
+    def any(self, values: Iterable[str]) -> bool:
+        for value in values:
+            table, _, column = value.rpartition(".")
+            for table_re, column_re in self._pairs:
+                if table_re.match(table) and (column == "*" or column_re.match(column)):
+                    return True
+        return False
+
+
+@attrs.frozen
 class Example:
     """A statement written next to a rule, with the verdict the whole set must give."""
 
@@ -84,8 +142,15 @@ class Rule:
     unscoped: bool | None = None
     tables: Glob | None = None
     tables_written: Glob | None = None
-    functions: Glob | None = None
+    functions: Functions | None = None
     objects: frozenset[str] | None = None
+    kinds_not_in: frozenset[str] | None = None
+    functions_not_in: Functions | None = None
+    columns: Columns | None = None
+    settings: Glob | None = None
+    copy: frozenset[str] | None = None
+    destructive: bool | None = None
+    server_code: bool | None = None
     targets: Glob | None = None
     users: Glob | None = None
     roles: Glob | None = None
@@ -121,6 +186,24 @@ class Rule:
             return False
         if self.functions is not None and not self.functions.any(facts.functions):
             return False
+        if self.kinds_not_in is not None and facts.kind in self.kinds_not_in:
+            return False
+        if self.functions_not_in is not None and self.functions_not_in.all(
+            facts.functions
+        ):
+            return False
+        if self.columns is not None and not self.columns.any(facts.columns):
+            return False
+        if self.settings is not None and not (
+            ANY_SETTING in facts.settings or self.settings.any(facts.settings)
+        ):
+            return False
+        if self.copy is not None and facts.copy_target not in self.copy:
+            return False
+        if self.destructive is not None and facts.destructive != self.destructive:
+            return False
+        if self.server_code is not None and facts.server_code != self.server_code:
+            return False
         return self.matches_context(ctx)
 
     def decision(self) -> Decision:
@@ -152,13 +235,17 @@ class RuleSet:
         """The verdict on one statement (and on the statement a PREPARE holds)."""
         return self._decide_cached(facts, ctx)
 
-    def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
+    def matching(self, facts: StatementFacts, ctx: RuleContext) -> list[Rule]:
+        """Every rule that matches a statement (or the statement a PREPARE holds)."""
         candidates = (facts,) if facts.inner is None else (facts, facts.inner)
-        return _first_by_precedence(
+        return [
             rule
             for rule in self._rules
             if any(rule.matches(each, ctx) for each in candidates)
-        )
+        ]
+
+    def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
+        return _first_by_precedence(self.matching(facts, ctx))
 
     def decide_unparsable(self, reason: str, ctx: RuleContext) -> Decision:
         """Deny text that cannot be analysed, unless an ``unparsable`` rule decides."""

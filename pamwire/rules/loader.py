@@ -19,24 +19,34 @@ from pamwire.errors import ConfigError
 from pamwire.rules.engine import (
     UNPARSABLE_RULE,
     VERDICTS,
+    Columns,
     Example,
+    Functions,
     Glob,
     Rule,
     RuleContext,
     RuleSet,
     strongest,
 )
+from pamwire.rules.function_sets import FUNCTION_SETS
 from pamwire.sql import pg
-from pamwire.sql.facts import KINDS, OBJECT_TYPES
+from pamwire.sql.facts import COPY_TARGETS, KINDS, OBJECT_TYPES
 
 _TOP_KEYS = ("rule",)
 _RULE_KEYS = ("id", "description", "action", "message", "when", "example")
 _WHEN_KEYS = (
     "kind",
+    "kind_not_in",
     "unscoped",
     "tables",
     "tables_written",
+    "columns",
     "functions",
+    "functions_not_in",
+    "settings",
+    "copy",
+    "destructive",
+    "server_code",
     "object",
     "target",
     "user",
@@ -267,16 +277,57 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
                 f"when.{others[0]}",
                 "unparsable text has no facts; combine only with target, user, role",
             )
-    unscoped = when.get("unscoped")
-    if unscoped is not None and not isinstance(unscoped, bool):
-        raise fail("when.unscoped", f"must be true or false, not {unscoped!r}")
+
+    def flag(key: str) -> bool | None:
+        value = when.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise fail(f"when.{key}", f"must be true or false, not {value!r}")
+        return value
+
+    def functions(key: str) -> Functions | None:
+        values = _string_list(when, key, fail)
+        if values is None:
+            return None
+        patterns = []
+        names: frozenset[str] = frozenset()
+        for value in values:
+            if not value.startswith("@"):
+                patterns.append(value.lower())
+                continue
+            if value[1:] not in FUNCTION_SETS:
+                raise fail(
+                    f"when.{key}",
+                    f"unknown function set {value!r}; allowed: "
+                    + ", ".join(f"@{name}" for name in sorted(FUNCTION_SETS)),
+                )
+            names |= FUNCTION_SETS[value[1:]]
+        return Functions(Glob(tuple(patterns)) if patterns else None, names)
+
+    def columns() -> Columns | None:
+        values = _string_list(when, "columns", fail)
+        if values is None:
+            return None
+        for value in values:
+            if value.count(".") < 2:
+                raise fail(
+                    "when.columns",
+                    f"column {value!r} must be written schema.table.column",
+                )
+        return Columns(tuple(values))
 
     return {
         "kinds": choices("kind", KINDS),
-        "unscoped": unscoped,
+        "kinds_not_in": choices("kind_not_in", KINDS),
+        "unscoped": flag("unscoped"),
         "tables": globs("tables"),
         "tables_written": globs("tables_written"),
-        "functions": globs("functions", lower=True),
+        "columns": columns(),
+        "functions": functions("functions"),
+        "functions_not_in": functions("functions_not_in"),
+        "settings": globs("settings", lower=True),
+        "copy": choices("copy", COPY_TARGETS),
+        "destructive": flag("destructive"),
+        "server_code": flag("server_code"),
         "objects": choices("object", OBJECT_TYPES),
         "targets": globs("target"),
         "users": globs("user"),

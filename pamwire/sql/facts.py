@@ -122,6 +122,13 @@ OBJECT_TYPES: frozenset[str] = frozenset(
 )
 
 
+#: The setting recorded when a statement changes one whose name is not in the text.
+ANY_SETTING = "*"
+
+#: Where a COPY reads or writes: the client, a file on the server, a program.
+COPY_TARGETS: frozenset[str] = frozenset({"stdio", "file", "program"})
+
+
 @attrs.frozen(cache_hash=True)
 class StatementFacts:
     """What one statement does, as far as can be told from its text alone.
@@ -130,6 +137,16 @@ class StatementFacts:
     "delete". ``inner`` holds the facts of the statement a PREPARE defines; the
     outer record already includes its tables, functions and scope, and rules are
     matched against both.
+
+    ``columns`` holds ``schema.table.column`` for every column referenced, and
+    ``schema.table.*`` where a star or a whole-row reference reaches them all.
+    ``settings`` names the run-time settings the statement changes (lowercase; "*"
+    when a ``set_config`` name is not a constant); ``assignments`` holds the
+    constant values assigned, in order (None for RESET or DEFAULT), for the
+    session to track. ``copy_target`` is "stdio", "file" or "program" for COPY.
+    ``destructive`` marks an ALTER that destroys stored data (DROP COLUMN, ALTER
+    COLUMN TYPE); ``server_code`` a statement that creates or changes code the
+    server runs later or runs code now (functions, rules, triggers, DO, LOAD...).
     """
 
     text: str
@@ -143,6 +160,12 @@ class StatementFacts:
     empty: bool = False
     object_type: str | None = None
     inner: StatementFacts | None = None
+    columns: frozenset[str] = frozenset()
+    settings: frozenset[str] = frozenset()
+    assignments: tuple[tuple[str, str | None], ...] = ()
+    copy_target: str | None = None
+    destructive: bool = False
+    server_code: bool = False
 
 
 @attrs.frozen(cache_hash=True)

@@ -21,7 +21,9 @@ from typing import Any
 
 from pglast import parser as pg_parser
 
-from pamwire.sql.facts import Analysis, StatementFacts
+from pamwire.sql import pg_kinds
+from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
+from pamwire.sql.pg_catalog import CATALOG_RELATIONS
 from pamwire.sql.pg_scope import Target, sval, unscoped
 
 __all__ = ["Analysis", "StatementFacts", "analyze", "cache_clear"]
@@ -48,8 +50,11 @@ def analyze(
     Never raises for bad input: text that cannot be trusted (a syntax error, a NUL
     byte, lone surrogates, a backslash in a plain string literal while
     ``standard_conforming_strings`` is off) gives ``Analysis(statements=(),
-    error=...)``. Unqualified table names resolve to the first schema of
-    ``search_path`` (pass names already resolved: ``"$user"`` is taken literally).
+    error=...)``. An unqualified table name counts in every schema of
+    ``search_path`` (pass names already resolved: ``"$user"`` is taken literally),
+    or in pg_catalog for the catalog's own relations. A ``SET search_path`` (or
+    ``set_config``) with constant values applies to the statements after it in
+    the same message, as on the server.
     """
     return _analyze_cached(sql, standard_conforming_strings, tuple(search_path))
 
@@ -107,15 +112,28 @@ def _analyze(sql: str, scs: bool, search_path: tuple[str, ...]) -> Analysis:
         )
         return Analysis((empty,))
 
-    schema = search_path[0] if search_path else _DEFAULT_SCHEMA
+    # The server parses the whole message before running any of it, so a SET of
+    # standard_conforming_strings or client_encoding only changes later messages;
+    # search_path is looked up when each statement runs, so it changes the rest.
+    schemas = search_path or (_DEFAULT_SCHEMA,)
     statements = []
     for item in items:
         start = item.get("stmt_location", 0)
         length = item.get("stmt_len", 0)
         end = start + length if length else len(raw)
         text = raw[start:end].decode("utf-8").strip()
-        statements.append(_statement_facts(text, item["stmt"], schema))
+        facts = _statement_facts(text, item["stmt"], schemas)
+        statements.append(facts)
+        for setting, value in facts.assignments:
+            if setting == "search_path":
+                schemas = _schemas(value) if value is not None else search_path
     return Analysis(tuple(statements))
+
+
+def _schemas(value: str) -> tuple[str, ...]:
+    """The schemas of a search_path value, as SET and set_config spell them."""
+    names = tuple(part.strip().strip('"') for part in value.split(","))
+    return tuple(name for name in names if name) or (_DEFAULT_SCHEMA,)
 
 
 def _backslash_in_plain_string(sql: str) -> bool:
@@ -139,20 +157,25 @@ def _backslash_in_plain_string(sql: str) -> bool:
     return False
 
 
-def _statement_facts(text: str, node: _Json, schema: str) -> StatementFacts:
+def _statement_facts(
+    text: str, node: _Json, schemas: tuple[str, ...]
+) -> StatementFacts:
     ((name, body),) = node.items()
-    kind, object_type, prepare_name = _kind_of(name, body)
+    kind, object_type, prepare_name = pg_kinds.kind_of(name, body)
 
-    walk = _Walk(schema)
+    walk = _Walk(schemas)
+    walk.assignments.extend(pg_kinds.assignments(name, body))
+    walk.server_code = pg_kinds.server_code(name, kind, object_type, body)
+    walk.destructive = pg_kinds.destructive(name, body)
     inner = None
     if name == "PrepareStmt":
         # The prepared statement runs later, on EXECUTE; rules judge it now, so
         # its facts travel both inside `inner` and merged into the PREPARE.
-        inner_walk = _Walk(schema)
+        inner_walk = _Walk(schemas)
         query = body["query"]
         inner_walk.visit(query)
         ((inner_name, inner_body),) = query.items()
-        inner_kind, inner_object, _ = _kind_of(inner_name, inner_body)
+        inner_kind, inner_object, _ = pg_kinds.kind_of(inner_name, inner_body)
         inner = inner_walk.facts(text, inner_walk.promote(inner_kind), inner_object)
         walk.absorb(inner_walk, scope=True)
         walk.visit(body.get("argtypes"))
@@ -160,227 +183,6 @@ def _statement_facts(text: str, node: _Json, schema: str) -> StatementFacts:
         walk.visit_node(name, body)
         kind = walk.promote(kind)
     return walk.facts(text, kind, object_type, prepare_name=prepare_name, inner=inner)
-
-
-# --- statement kinds --------------------------------------------------------------
-
-_DML_RANK = {
-    "select": 0,
-    "create": 1,
-    "insert": 1,
-    "update": 2,
-    "merge": 3,
-    "delete": 4,
-}
-
-_TRANSACTION_KINDS = {
-    "TRANS_STMT_BEGIN": "begin",
-    "TRANS_STMT_START": "begin",
-    "TRANS_STMT_COMMIT": "commit",
-    "TRANS_STMT_ROLLBACK": "rollback",
-    "TRANS_STMT_SAVEPOINT": "savepoint",
-    "TRANS_STMT_RELEASE": "release",
-    "TRANS_STMT_ROLLBACK_TO": "rollback",
-    "TRANS_STMT_PREPARE": "prepare_transaction",
-    "TRANS_STMT_COMMIT_PREPARED": "commit_prepared",
-    "TRANS_STMT_ROLLBACK_PREPARED": "rollback_prepared",
-}
-
-# Statement node -> (kind, object type) where the node alone decides both.
-_FIXED_KINDS: dict[str, tuple[str, str | None]] = {
-    "InsertStmt": ("insert", "table"),
-    "UpdateStmt": ("update", "table"),
-    "DeleteStmt": ("delete", "table"),
-    "MergeStmt": ("merge", "table"),
-    "TruncateStmt": ("truncate", "table"),
-    "CopyStmt": ("copy", "table"),
-    "CallStmt": ("call", "procedure"),
-    "DoStmt": ("do", None),
-    # TODO(set-facts): record the setting a SET changes (role,
-    # session_authorization, *read_only), so rules can tell SET ROLE from SET
-    # search_path; set_config() calls need the same, from the call's arguments.
-    "VariableSetStmt": ("set", None),
-    "ConstraintsSetStmt": ("set", None),
-    "VariableShowStmt": ("show", None),
-    "PrepareStmt": ("prepare", None),
-    "ExecuteStmt": ("execute", None),
-    "DeallocateStmt": ("deallocate", None),
-    "DiscardStmt": ("discard", None),
-    "ListenStmt": ("listen", None),
-    "NotifyStmt": ("notify", None),
-    "UnlistenStmt": ("unlisten", None),
-    "LockStmt": ("lock", "table"),
-    "ClusterStmt": ("cluster", "table"),
-    "ReindexStmt": ("reindex", "index"),
-    "RefreshMatViewStmt": ("refresh", "matview"),
-    "CheckPointStmt": ("checkpoint", None),
-    "LoadStmt": ("load", None),
-    "DeclareCursorStmt": ("declare", None),
-    "FetchStmt": ("fetch", None),
-    "ClosePortalStmt": ("close", None),
-    "CreateStmt": ("create", "table"),
-    "CreateForeignTableStmt": ("create", "foreign_table"),
-    "ImportForeignSchemaStmt": ("create", "foreign_table"),
-    "IndexStmt": ("create", "index"),
-    "ViewStmt": ("create", "view"),
-    "CreateSchemaStmt": ("create", "schema"),
-    "CreateTrigStmt": ("create", "trigger"),
-    "CreateEventTrigStmt": ("create", "event_trigger"),
-    "AlterEventTrigStmt": ("alter", "event_trigger"),
-    "RuleStmt": ("create", "rule"),
-    "CreateExtensionStmt": ("create", "extension"),
-    "AlterExtensionStmt": ("alter", "extension"),
-    "AlterExtensionContentsStmt": ("alter", "extension"),
-    "CreateSeqStmt": ("create", "sequence"),
-    "AlterSeqStmt": ("alter", "sequence"),
-    "CreatedbStmt": ("create", "database"),
-    "AlterDatabaseStmt": ("alter", "database"),
-    "AlterDatabaseSetStmt": ("alter", "database"),
-    "AlterDatabaseRefreshCollStmt": ("alter", "database"),
-    "DropdbStmt": ("drop", "database"),
-    "CreateTableSpaceStmt": ("create", "tablespace"),
-    "AlterTableSpaceOptionsStmt": ("alter", "tablespace"),
-    "DropTableSpaceStmt": ("drop", "tablespace"),
-    "CreateRoleStmt": ("create", "role"),
-    "AlterRoleStmt": ("alter", "role"),
-    "AlterRoleSetStmt": ("alter", "role"),
-    "DropRoleStmt": ("drop", "role"),
-    "DropOwnedStmt": ("drop", None),
-    "ReassignOwnedStmt": ("alter", None),
-    "CreateUserMappingStmt": ("create", "user_mapping"),
-    "AlterUserMappingStmt": ("alter", "user_mapping"),
-    "DropUserMappingStmt": ("drop", "user_mapping"),
-    "CreatePLangStmt": ("create", "language"),
-    "CreateDomainStmt": ("create", "domain"),
-    "AlterDomainStmt": ("alter", "domain"),
-    "CompositeTypeStmt": ("create", "type"),
-    "CreateEnumStmt": ("create", "type"),
-    "CreateRangeStmt": ("create", "type"),
-    "AlterEnumStmt": ("alter", "type"),
-    "AlterTypeStmt": ("alter", "type"),
-    "CreateCastStmt": ("create", "cast"),
-    "CreateConversionStmt": ("create", "conversion"),
-    "CreateFdwStmt": ("create", "fdw"),
-    "AlterFdwStmt": ("alter", "fdw"),
-    "CreateForeignServerStmt": ("create", "foreign_server"),
-    "AlterForeignServerStmt": ("alter", "foreign_server"),
-    "CreatePolicyStmt": ("create", "policy"),
-    "AlterPolicyStmt": ("alter", "policy"),
-    "CreatePublicationStmt": ("create", "publication"),
-    "AlterPublicationStmt": ("alter", "publication"),
-    "CreateSubscriptionStmt": ("create", "subscription"),
-    "AlterSubscriptionStmt": ("alter", "subscription"),
-    "DropSubscriptionStmt": ("drop", "subscription"),
-    "CreateStatsStmt": ("create", "statistic_ext"),
-    "AlterStatsStmt": ("alter", "statistic_ext"),
-    "CreateTransformStmt": ("create", "transform"),
-    "CreateAmStmt": ("create", "access_method"),
-    "CreateOpClassStmt": ("create", "opclass"),
-    "CreateOpFamilyStmt": ("create", "opfamily"),
-    "AlterOpFamilyStmt": ("alter", "opfamily"),
-    "AlterOperatorStmt": ("alter", "operator"),
-    "AlterSystemStmt": ("alter", "system"),
-    "AlterCollationStmt": ("alter", "collation"),
-    "AlterTSDictionaryStmt": ("alter", "tsdictionary"),
-    "AlterTSConfigurationStmt": ("alter", "tsconfiguration"),
-}
-
-# Statement node -> (kind, field holding an ObjectType value).
-_OBJTYPE_KINDS = {
-    "DropStmt": ("drop", "removeType"),
-    "AlterTableStmt": ("alter", "objtype"),
-    "CreateTableAsStmt": ("create", "objtype"),
-    "RenameStmt": ("alter", "renameType"),
-    "AlterOwnerStmt": ("alter", "objectType"),
-    "AlterObjectSchemaStmt": ("alter", "objectType"),
-    "AlterObjectDependsStmt": ("alter", "objectType"),
-    "AlterFunctionStmt": ("alter", "objtype"),
-    "DefineStmt": ("create", "kind"),
-    "CommentStmt": ("comment", "objtype"),
-    "SecLabelStmt": ("security_label", "objtype"),
-}
-
-
-def _object_type(value: str | None) -> str | None:
-    if not value:
-        return None
-    return value.removeprefix("OBJECT_").lower()
-
-
-def _kind_of(name: str, body: _Json) -> tuple[str, str | None, str | None]:
-    """The kind, object type and prepared-statement name of one statement node."""
-    fixed = _FIXED_KINDS.get(name)
-    if fixed is not None:
-        kind, object_type = fixed
-        if name in ("PrepareStmt", "ExecuteStmt"):
-            return kind, object_type, body.get("name", "")
-        if name == "DeallocateStmt":
-            is_all = body.get("isall") or not body.get("name")
-            return kind, object_type, "*" if is_all else body["name"]
-        return kind, object_type, None
-    by_field = _OBJTYPE_KINDS.get(name)
-    if by_field is not None:
-        kind, field = by_field
-        return kind, _object_type(body.get(field)), None
-
-    if name == "SelectStmt":
-        return (
-            ("create", "table", None) if _select_into(body) else ("select", None, None)
-        )
-    if name == "ExplainStmt":
-        if _explain_analyze(body):
-            ((inner_name, inner_body),) = body["query"].items()
-            return _kind_of(inner_name, inner_body)
-        return "explain", None, None
-    if name == "GrantStmt":
-        kind = "grant" if body.get("is_grant") else "revoke"
-        return kind, _object_type(body.get("objtype")), None
-    if name == "GrantRoleStmt":
-        return ("grant" if body.get("is_grant") else "revoke"), "role", None
-    if name == "AlterDefaultPrivilegesStmt":
-        action = body.get("action") or {}
-        kind = "grant" if action.get("is_grant") else "revoke"
-        return kind, "defacl", None
-    if name == "TransactionStmt":
-        return _TRANSACTION_KINDS.get(body.get("kind", ""), "other"), None, None
-    if name == "VacuumStmt":
-        return ("vacuum" if body.get("is_vacuumcmd") else "analyze"), "table", None
-    if name == "CreateFunctionStmt":
-        return "create", ("procedure" if body.get("is_procedure") else "function"), None
-    if name.startswith(("Create", "Define")):
-        return "create", None, None
-    if name.startswith("Alter"):
-        return "alter", None, None
-    if name.startswith("Drop"):
-        return "drop", None, None
-    return "other", None, None
-
-
-def _select_into(body: _Json) -> bool:
-    while body is not None:
-        if body.get("intoClause"):
-            return True
-        body = body.get("larg")
-    return False
-
-
-_FALSE_WORDS = frozenset({"false", "off", "no", "0"})
-
-
-def _explain_analyze(body: _Json) -> bool:
-    """Whether EXPLAIN runs its statement; an unreadable option value counts as yes."""
-    for option in body.get("options") or ():
-        elem = option.get("DefElem", {})
-        if elem.get("defname") != "analyze":
-            continue
-        arg = elem.get("arg")
-        if arg is None:
-            return True
-        value = arg.get("String", {}).get("sval")
-        if value is None:
-            value = str(arg.get("Integer", {}).get("ival", 0))
-        return value.lower() not in _FALSE_WORDS
-    return False
 
 
 # --- the walk ---------------------------------------------------------------------
@@ -395,21 +197,58 @@ _TABLE_OBJECTS = frozenset(
     }
 )
 
+_NO_TABLES: tuple[str, ...] = ()
+
+
+class _Scope:
+    """The FROM items one query level can name: alias -> tables behind it."""
+
+    __slots__ = ("aliases", "tables")
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        self.tables: list[str] = []
+
+    def add(self, alias: str, tables: tuple[str, ...]) -> None:
+        self.aliases[alias] = tables
+        self.tables.extend(tables)
+
 
 class _Walk:
-    """One pass over a statement tree, collecting tables, functions and effects."""
+    """One pass over a statement tree: tables, columns, functions and effects."""
 
-    __slots__ = ("ctes", "functions", "read", "schema", "unscoped", "writes", "written")
+    __slots__ = (
+        "assignments",
+        "columns",
+        "copy_target",
+        "ctes",
+        "destructive",
+        "functions",
+        "read",
+        "schemas",
+        "scopes",
+        "server_code",
+        "unscoped",
+        "writes",
+        "written",
+    )
 
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
+    def __init__(self, schemas: tuple[str, ...]) -> None:
+        self.schemas = schemas
         self.read: set[str] = set()
         self.written: set[str] = set()
         self.functions: set[str] = set()
+        self.columns: set[str] = set()
         self.writes: set[str] = set()
+        self.assignments: list[tuple[str, str | None]] = []
+        self.copy_target: str | None = None
         self.unscoped = False
+        self.server_code = False
+        self.destructive = False
         # CTE names in scope, innermost last.
         self.ctes: list[set[str]] = []
+        # FROM items of the enclosing query levels, innermost last.
+        self.scopes: list[_Scope] = []
 
     # Results.
 
@@ -417,18 +256,24 @@ class _Walk:
         """Raise ``kind`` to the most consequential data change seen in the walk."""
         if not self.writes:
             return kind
-        best = max(self.writes, key=_DML_RANK.__getitem__)
-        if kind in _DML_RANK and _DML_RANK[kind] >= _DML_RANK[best]:
+        rank = pg_kinds.DML_RANK
+        best = max(self.writes, key=rank.__getitem__)
+        if kind in rank and rank[kind] >= rank[best]:
             return kind
         return best
 
     def absorb(self, other: _Walk, *, scope: bool) -> None:
-        """Take the tables and functions of a sub-walk (and its scope if asked)."""
+        """Take the tables, columns and functions of a sub-walk (and its effects)."""
         self.read |= other.read
         self.written |= other.written
         self.functions |= other.functions
+        self.columns |= other.columns
+        self.assignments.extend(other.assignments)
+        self.server_code = self.server_code or other.server_code
         if scope:
             self.unscoped = self.unscoped or other.unscoped
+            self.destructive = self.destructive or other.destructive
+            self.copy_target = self.copy_target or other.copy_target
 
     def facts(
         self,
@@ -439,6 +284,11 @@ class _Walk:
         prepare_name: str | None = None,
         inner: StatementFacts | None = None,
     ) -> StatementFacts:
+        settings = frozenset(
+            name
+            for name, value in self.assignments
+            if not pg_kinds.narrows(name, value)
+        )
         return StatementFacts(
             text=text,
             kind=kind,
@@ -450,6 +300,12 @@ class _Walk:
             prepare_name=prepare_name,
             object_type=object_type,
             inner=inner,
+            columns=frozenset(self.columns),
+            settings=settings,
+            assignments=tuple(self.assignments),
+            copy_target=self.copy_target,
+            destructive=self.destructive,
+            server_code=self.server_code,
         )
 
     # Generic traversal.
@@ -479,17 +335,18 @@ class _Walk:
             handler(self, body)
 
     def fields(self, body: _Json, skip: tuple[str, ...] = ()) -> None:
+        """Visit every field of a node, with its WITH clause's names in scope."""
         if not isinstance(body, dict):
             return
         with_clause = body.get("withClause")
-        if with_clause is not None:
+        if with_clause is not None and "withClause" not in skip:
             self.enter_with(with_clause)
         for key, value in body.items():
             if key in skip or key == "withClause":
                 continue
             if isinstance(value, (dict, list)):
                 self.visit(value)
-        if with_clause is not None:
+        if with_clause is not None and "withClause" not in skip:
             self.ctes.pop()
 
     def enter_with(self, with_clause: _Json) -> None:
@@ -505,30 +362,97 @@ class _Walk:
 
     def sub_walk(self, value: _Json) -> _Walk:
         """Walk a part that does not run now (a rule action, a plain EXPLAIN)."""
-        other = _Walk(self.schema)
+        other = _Walk(self.schemas)
         other.ctes = list(self.ctes)
+        other.scopes = list(self.scopes)
         other.visit(value)
         self.absorb(other, scope=False)
         return other
 
+    def query_level(
+        self, body: _Json, sources: tuple[str, ...], skip: tuple[str, ...]
+    ) -> None:
+        """Visit a query level's fields with its FROM items (``sources``) in scope.
+
+        The WITH clause is entered first, so a FROM item naming a CTE is known
+        not to be a table.
+        """
+        with_clause = body.get("withClause")
+        if with_clause is not None:
+            self.enter_with(with_clause)
+        scope = _Scope()
+        for key in sources:
+            self.collect(scope, body.get(key))
+        self.scopes.append(scope)
+        self.fields(body, skip=(*skip, "withClause"))
+        self.scopes.pop()
+        if with_clause is not None:
+            self.ctes.pop()
+
+    def collect(self, scope: _Scope, item: _Json) -> tuple[str, ...]:
+        """Add a FROM item's names to ``scope``; returns the tables behind it."""
+        if isinstance(item, list):
+            found: tuple[str, ...] = ()
+            for each in item:
+                found += self.collect(scope, each)
+            return found
+        if not isinstance(item, dict):
+            return _NO_TABLES
+        if "relname" in item:
+            tables = self.resolve(item, written=False)
+            alias = item.get("alias")
+            scope.add(alias["aliasname"] if alias else item["relname"], tables)
+            return tables
+        if len(item) != 1:
+            return _NO_TABLES
+        ((name, body),) = item.items()
+        if name == "RangeVar":
+            return self.collect(scope, body)
+        if name == "JoinExpr":
+            tables = self.collect(scope, body.get("larg")) + self.collect(
+                scope, body.get("rarg")
+            )
+            if body.get("alias"):
+                scope.add(body["alias"]["aliasname"], tables)
+            return tables
+        if name == "RangeTableSample":
+            return self.collect(scope, body.get("relation"))
+        alias = body.get("alias") if isinstance(body, dict) else None
+        if alias:
+            # A sub-select or a function in FROM: its own walk records what it
+            # reads; its alias names no table.
+            scope.add(alias["aliasname"], _NO_TABLES)
+        return _NO_TABLES
+
     # Leaves.
 
-    # TODO(search-path): PostgreSQL searches pg_catalog and pg_temp before
-    # search_path, and CREATE SCHEMA s CREATE TABLE x puts x in s; both are
-    # recorded under the first search_path schema for now.
-    def table(self, range_var: _Json, *, written: bool) -> None:
+    def resolve(self, range_var: _Json, *, written: bool) -> tuple[str, ...]:
+        """The tables a name can mean: qualified, catalog, or each search_path schema.
+
+        A CTE in scope is no table (except as the target of a write).
+        """
         relname = range_var["relname"]
         schema = range_var.get("schemaname")
-        if schema is None:
-            if not written and any(relname in names for names in self.ctes):
-                return
-            schema = self.schema
-        (self.written if written else self.read).add(f"{schema}.{relname}")
+        if schema is not None:
+            return (f"{schema}.{relname}",)
+        if not written and any(relname in names for names in self.ctes):
+            return _NO_TABLES
+        if relname in CATALOG_RELATIONS:
+            # pg_catalog is searched before search_path unless listed later in it.
+            return (f"pg_catalog.{relname}",)
+        return tuple(f"{each}.{relname}" for each in self.schemas)
 
-    def qualified(self, names: list[str]) -> str:
+    def table(self, range_var: _Json, *, written: bool) -> tuple[str, ...]:
+        tables = self.resolve(range_var, written=written)
+        (self.written if written else self.read).update(tables)
+        return tables
+
+    def qualified(self, names: list[str]) -> tuple[str, ...]:
         if len(names) == 1:
-            return f"{self.schema}.{names[0]}"
-        return f"{names[-2]}.{names[-1]}"
+            if names[0] in CATALOG_RELATIONS:
+                return (f"pg_catalog.{names[0]}",)
+            return tuple(f"{each}.{names[0]}" for each in self.schemas)
+        return (f"{names[-2]}.{names[-1]}",)
 
     def func_call(self, body: _Json) -> None:
         names = [sval(item).lower() for item in body.get("funcname") or ()]
@@ -536,7 +460,51 @@ class _Walk:
             self.functions.add(names[-1])
             if len(names) > 1:
                 self.functions.add(".".join(names))
+            if names[-1] == "set_config":
+                self.set_config(body.get("args") or [])
         self.fields(body, skip=("funcname",))
+
+    def set_config(self, args: list[_Json]) -> None:
+        """Record the setting ``set_config(name, value, is_local)`` changes."""
+        name = pg_kinds.const_text(args[0]) if args else None
+        if name is None:
+            self.assignments.append((ANY_SETTING, None))
+            return
+        value = pg_kinds.const_text(args[1]) if len(args) > 1 else None
+        self.assignments.append((name.strip().lower(), value))
+
+    def column(self, names: list[str]) -> None:
+        """Record a column reference; ``*`` or a bare FROM name reaches every column."""
+        if len(names) >= 3:
+            self.columns.add(".".join(names[-3:]))
+            return
+        if len(names) == 2:
+            for scope in reversed(self.scopes):
+                tables = scope.aliases.get(names[0])
+                if tables is not None:
+                    self.columns.update(f"{table}.{names[1]}" for table in tables)
+                    return
+            return
+        (name,) = names
+        if name == "*":
+            if self.scopes:
+                self.columns.update(f"{t}.*" for t in self.scopes[-1].tables)
+            return
+        # Unqualified: PostgreSQL takes the innermost level with such a column, and
+        # a bare FROM name is a whole-row reference. Without a schema every level
+        # counts.
+        for scope in self.scopes:
+            whole = scope.aliases.get(name)
+            if whole is not None:
+                self.columns.update(f"{table}.*" for table in whole)
+            self.columns.update(f"{table}.{name}" for table in scope.tables)
+
+    def target_columns(self, tables: tuple[str, ...], targets: _Json) -> None:
+        """Record the columns an INSERT, UPDATE or MERGE assigns."""
+        for item in targets or ():
+            name = item.get("ResTarget", {}).get("name")
+            if name:
+                self.columns.update(f"{table}.{name}" for table in tables)
 
 
 # --- node handlers ------------------------------------------------------------------
@@ -554,6 +522,16 @@ def _func_call(walk: _Walk, body: _Json) -> None:
     walk.func_call(body)
 
 
+def _column_ref(walk: _Walk, body: _Json) -> None:
+    names = []
+    for item in body.get("fields") or ():
+        if "A_Star" in item:
+            names.append("*")
+        else:
+            names.append(sval(item))
+    walk.column(names)
+
+
 def _indirection(walk: _Walk, body: _Json) -> None:
     # `(x).f` is also function-call notation, f(x): record field names as calls.
     # TODO(functions): `t.f` in a ColumnRef can be f(t) too; recording every
@@ -565,11 +543,39 @@ def _indirection(walk: _Walk, body: _Json) -> None:
     walk.fields(body)
 
 
+def _join(walk: _Walk, body: _Json) -> None:
+    # USING (c) and NATURAL compare columns of both sides.
+    using = [sval(item) for item in body.get("usingClause") or ()]
+    scope = walk.scopes[-1] if walk.scopes else None
+    if scope is not None and (using or body.get("isNatural")):
+        sides = walk.collect(_Scope(), body.get("larg")) + walk.collect(
+            _Scope(), body.get("rarg")
+        )
+        for table in sides:
+            if body.get("isNatural"):
+                walk.columns.add(f"{table}.*")
+            walk.columns.update(f"{table}.{name}" for name in using)
+    walk.fields(body, skip=("usingClause",))
+
+
 def _select(walk: _Walk, body: _Json) -> None:
+    if body.get("lockingClause"):
+        walk.writes.add("lock")
     into = body.get("intoClause")
     if into is not None:
         walk.table(into["rel"], written=True)
-    walk.fields(body, skip=("intoClause",))
+    if body.get("op", "SETOP_NONE") != "SETOP_NONE":
+        # The arms of UNION, INTERSECT, EXCEPT are bare SelectStmt fields.
+        with_clause = body.get("withClause")
+        if with_clause is not None:
+            walk.enter_with(with_clause)
+        _select(walk, body["larg"])
+        _select(walk, body["rarg"])
+        walk.fields(body, skip=("larg", "rarg", "intoClause", "withClause"))
+        if with_clause is not None:
+            walk.ctes.pop()
+        return
+    walk.query_level(body, ("fromClause",), ("intoClause",))
 
 
 def _create_table_as(walk: _Walk, body: _Json) -> None:
@@ -581,37 +587,62 @@ def _create_table_as(walk: _Walk, body: _Json) -> None:
 
 def _insert(walk: _Walk, body: _Json) -> None:
     walk.writes.add("insert")
-    walk.table(body["relation"], written=True)
-    walk.fields(body, skip=("relation",))
+    tables = walk.table(body["relation"], written=True)
+    cols = body.get("cols")
+    if cols:
+        walk.target_columns(tables, cols)
+    else:
+        walk.columns.update(f"{table}.*" for table in tables)
+    # The target (and EXCLUDED) is in scope for ON CONFLICT and RETURNING.
+    scope = _Scope()
+    alias = body["relation"].get("alias")
+    scope.add(alias["aliasname"] if alias else body["relation"]["relname"], tables)
+    scope.aliases["excluded"] = tables
+    with_clause = body.get("withClause")
+    if with_clause is not None:
+        walk.enter_with(with_clause)
+    walk.visit(body.get("selectStmt"))
+    walk.scopes.append(scope)
+    walk.fields(body, skip=("relation", "cols", "selectStmt", "withClause"))
+    walk.scopes.pop()
+    if with_clause is not None:
+        walk.ctes.pop()
+
+
+def _target_scope(walk: _Walk, body: _Json) -> tuple[str, ...]:
+    """Record a DELETE/UPDATE/MERGE target as written; its tables."""
+    return walk.table(body["relation"], written=True)
 
 
 def _update(walk: _Walk, body: _Json) -> None:
     walk.writes.add("update")
     target = body["relation"]
-    walk.table(target, written=True)
-    if unscoped(body.get("whereClause"), Target(target, walk.schema)):
+    tables = _target_scope(walk, body)
+    walk.target_columns(tables, body.get("targetList"))
+    if unscoped(body.get("whereClause"), Target(target, walk.schemas[0])):
         walk.unscoped = True
-    walk.fields(body, skip=("relation",))
+    walk.query_level(body, ("relation", "fromClause"), ("relation",))
 
 
 def _delete(walk: _Walk, body: _Json) -> None:
     walk.writes.add("delete")
     target = body["relation"]
-    walk.table(target, written=True)
-    if unscoped(body.get("whereClause"), Target(target, walk.schema)):
+    _target_scope(walk, body)
+    if unscoped(body.get("whereClause"), Target(target, walk.schemas[0])):
         walk.unscoped = True
-    walk.fields(body, skip=("relation",))
+    walk.query_level(body, ("relation", "usingClause"), ("relation",))
 
 
 def _merge(walk: _Walk, body: _Json) -> None:
     walk.writes.add("merge")
     target_rel = body["relation"]
-    walk.table(target_rel, written=True)
-    target = Target(target_rel, walk.schema)
+    tables = _target_scope(walk, body)
+    target = Target(target_rel, walk.schemas[0])
     join = body.get("joinCondition")
     for clause in body.get("mergeWhenClauses") or ():
         when = clause.get("MergeWhenClause", {})
         command = when.get("commandType")
+        walk.target_columns(tables, when.get("targetList"))
         if command == "CMD_DELETE":
             walk.writes.add("delete")
         if command not in ("CMD_DELETE", "CMD_UPDATE"):
@@ -626,7 +657,7 @@ def _merge(walk: _Walk, body: _Json) -> None:
             scope = {"BoolExpr": {"boolop": "AND_EXPR", "args": [join, condition]}}
         if unscoped(scope, target):
             walk.unscoped = True
-    walk.fields(body, skip=("relation",))
+    walk.query_level(body, ("relation", "sourceRelation"), ("relation",))
 
 
 def _truncate(walk: _Walk, body: _Json) -> None:
@@ -635,20 +666,46 @@ def _truncate(walk: _Walk, body: _Json) -> None:
 
 
 def _copy(walk: _Walk, body: _Json) -> None:
+    if body.get("is_program"):
+        walk.copy_target = "program"
+    elif body.get("filename") is not None:
+        walk.copy_target = "file"
+    else:
+        walk.copy_target = "stdio"
     relation = body.get("relation")
     if relation is not None:
-        walk.table(relation, written=bool(body.get("is_from")))
-    walk.fields(body, skip=("relation",))
+        tables = walk.table(relation, written=bool(body.get("is_from")))
+        names = [sval(item) for item in body.get("attlist") or ()]
+        walk.columns.update(
+            f"{table}.{name}" for table in tables for name in (names or ["*"])
+        )
+    walk.fields(body, skip=("relation", "attlist"))
 
 
-# TODO(destructive-alter): ALTER TABLE ... DROP COLUMN or ALTER COLUMN TYPE destroys
-# data but is only an "alter" here; a fact naming the subcommands would let a rule
-# treat them like DROP.
 def _written_relation(walk: _Walk, body: _Json) -> None:
     relation = body.get("relation")
     if relation is not None:
         walk.table(relation, written=True)
     walk.fields(body, skip=("relation",))
+
+
+def _create_schema(walk: _Walk, body: _Json) -> None:
+    # CREATE SCHEMA s CREATE TABLE x ...: unqualified names inside mean s.x.
+    name = body.get("schemaname")
+    if not name:
+        walk.fields(body)
+        return
+    inner = _Walk((name,))
+    inner.ctes = list(walk.ctes)
+    inner.visit(body.get("schemaElts"))
+    walk.absorb(inner, scope=True)
+    walk.server_code = walk.server_code or any(
+        pg_kinds.server_code(
+            elt_name, *pg_kinds.kind_of(elt_name, elt_body)[:2], elt_body
+        )
+        for elt in body.get("schemaElts") or ()
+        for elt_name, elt_body in elt.items()
+    )
 
 
 def _view(walk: _Walk, body: _Json) -> None:
@@ -661,12 +718,12 @@ def _drop(walk: _Walk, body: _Json) -> None:
         for item in body.get("objects") or ():
             names = [sval(name) for name in item.get("List", {}).get("items", ())]
             if names:
-                walk.written.add(walk.qualified(names))
+                walk.written.update(walk.qualified(names))
     walk.fields(body, skip=("objects",))
 
 
 def _explain(walk: _Walk, body: _Json) -> None:
-    if _explain_analyze(body):
+    if pg_kinds.explain_analyze(body):
         walk.fields(body)
     else:
         walk.sub_walk(body.get("query"))
@@ -692,10 +749,12 @@ _HANDLERS: dict[str, _Handler] = {
     "RangeVar": _range_var,
     "FuncCall": _func_call,
     "A_Indirection": _indirection,
-    "ColumnRef": _skip,
+    "ColumnRef": _column_ref,
+    "JoinExpr": _join,
     "A_Const": _skip,
     "ParamRef": _skip,
     "TypeName": _skip,
+    "VariableSetStmt": _skip,
     "SelectStmt": _select,
     "CreateTableAsStmt": _create_table_as,
     "InsertStmt": _insert,
@@ -711,6 +770,7 @@ _HANDLERS: dict[str, _Handler] = {
     "CreatePolicyStmt": _written_relation,
     "AlterPolicyStmt": _written_relation,
     "RenameStmt": _written_relation,
+    "CreateSchemaStmt": _create_schema,
     "ViewStmt": _view,
     "DropStmt": _drop,
     "ExplainStmt": _explain,

@@ -1,0 +1,68 @@
+"""Named sets of function names that rule files refer to as ``@name``.
+
+A set is written once here, next to where it comes from, so a rule file can
+say ``functions_not_in = ["@pg_read_only"]`` instead of listing two thousand
+built-ins.
+"""
+
+from __future__ import annotations
+
+from pamwire.sql.pg_catalog import NON_VOLATILE_FUNCTIONS
+
+# Immutable or stable, yet they run SQL text or read a whole table, schema or
+# database named by a string, out of sight of the table facts.
+_READS_BY_NAME = frozenset(
+    name
+    for name in NON_VOLATILE_FUNCTIONS
+    if name.startswith(
+        ("table_to_xml", "schema_to_xml", "database_to_xml", "query_to_xml")
+    )
+)
+
+# Volatile built-ins that only read, or change nothing but the session's own
+# scratch state. set_config is here because rules on `when.settings` judge the
+# setting it changes (pg_dump calls set_config('search_path', '', false)).
+_VOLATILE_READERS = frozenset(
+    {
+        "clock_timestamp",
+        "currval",
+        "current_query",
+        "gen_random_uuid",
+        "lastval",
+        "pg_blocking_pids",
+        "pg_collation_actual_version",
+        "pg_current_wal_flush_lsn",
+        "pg_current_wal_insert_lsn",
+        "pg_current_wal_lsn",
+        "pg_database_size",
+        "pg_indexes_size",
+        "pg_is_in_recovery",
+        "pg_is_wal_replay_paused",
+        "pg_jit_available",
+        "pg_last_wal_receive_lsn",
+        "pg_last_wal_replay_lsn",
+        "pg_last_xact_replay_timestamp",
+        "pg_lock_status",
+        "pg_partition_ancestors",
+        "pg_partition_tree",
+        "pg_relation_size",
+        "pg_safe_snapshot_blocking_pids",
+        "pg_sequence_last_value",
+        "pg_table_size",
+        "pg_tablespace_size",
+        "pg_total_relation_size",
+        "pg_xact_status",
+        "random",
+        "set_config",
+        "setseed",
+        "timeofday",
+        "txid_status",
+    }
+)
+
+#: Set name -> bare function names. ``pg_read_only``: pg_catalog functions that
+#: cannot change the database (every overload immutable or stable in PostgreSQL
+#: 15), less those that read by name, plus volatile ones that only read.
+FUNCTION_SETS: dict[str, frozenset[str]] = {
+    "pg_read_only": (NON_VOLATILE_FUNCTIONS - _READS_BY_NAME) | _VOLATILE_READERS,
+}

@@ -491,6 +491,34 @@ def _direct_dsn(pg: PostgresCluster) -> str:
     )
 
 
+def session_events(proxy: Proxy, marker: str) -> list[dict[str, object]]:
+    """Every event of the session whose statements carry marker, in order."""
+    events = proxy.log_events()
+    sessions = {e["session"] for e in events if marker in str(e["statement"])}
+    assert len(sessions) == 1, sessions
+    return [e for e in events if e["session"] in sessions]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a statement that fails at Bind (bad parameter 22P02, or a planning "
+    "error such as constant 1/0) is logged with outcome 'skipped' and no "
+    "SQLSTATE: the tracker pins the error on the Bind step, which carries no "
+    "event, and then skips the Execute's event; the trail says the statement "
+    "was skipped when it failed",
+)
+def test_pg12_statement_failing_at_bind_is_logged_as_error(proxy: Proxy) -> None:
+    sql = f"select $1::int as pg12b_{nonce()}"
+    with via_pamwire(proxy) as conn:
+        got = conn.query(P("", sql) + B(params=[b"abc"]) + E() + S)
+    assert rawpg.types(got) == "1EZ"
+    assert rawpg.errors(got)[0].code == "22P02"
+    done = events_where(
+        proxy, lambda e: e["statement"] == sql and e["outcome"] is not None
+    )
+    assert [(e["outcome"], e["sqlstate"]) for e in done] == [("error", "22P02")]
+
+
 # -- PG-13: pamwire's denials respect Sync framing -------------------------------------
 
 
@@ -520,6 +548,10 @@ def test_pg13_denied_statement_in_pipeline_takes_the_errors_place(
         proxy, f"select count(*) from delete_log where note = '{marker}'"
     ) == ("0")
     assert app_sql(proxy, "select count(*) from t where id <= 10") == "10"
+    skipped = events_where(
+        proxy, lambda e: e["statement"] == third and e["outcome"] is not None
+    )
+    assert [e["outcome"] for e in skipped] == ["skipped"]
 
 
 def test_pg13_denied_statement_with_flush_then_sync(proxy: Proxy) -> None:
@@ -697,6 +729,70 @@ def test_pg15_psycopg_deallocate_all_in_pipeline(proxy: Proxy) -> None:
     )
     assert len(executed) == 2
     assert {e["outcome"] for e in executed} == {"ok"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pamwire's name -> SQL map of protocol-level statements ignores "
+    "DISCARD ALL: a later Bind/Execute of the dropped name is logged with the "
+    "dropped statement's SQL although the server refused the Bind with 26000",
+)
+def test_pg15_execute_after_discard_all_is_not_logged_as_the_dropped_sql(
+    proxy: Proxy,
+) -> None:
+    dropped = f"select 1 as pg15e_{nonce()}"
+    with via_pamwire(proxy) as conn:
+        conn.query(P("s1", dropped) + S)
+        conn.query(Q("DISCARD ALL"))
+        got = conn.query(B(stmt="s1") + E() + S)
+    assert rawpg.errors(got)[0].code == "26000"
+    executed = [
+        e
+        for e in proxy.log_events()
+        if e["statement"] == dropped and e["operation"] == "execute"
+    ]
+    assert executed == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SQL-level DEALLOCATE and PREPARE of a name do not update pamwire's "
+    "map of protocol-level statements: after P('s2', A), DEALLOCATE s2, PREPARE "
+    "s2 AS B, a Bind/Execute of s2 runs B but the trail logs A with outcome ok",
+)
+def test_pg15_sql_reprepare_of_a_protocol_name_logs_the_sql_that_ran(
+    proxy: Proxy,
+) -> None:
+    tag = nonce()
+    old, new = f"select 2 as pg15f_{tag}", f"select 3 as pg15g_{tag}"
+    with via_pamwire(proxy) as conn:
+        conn.query(P("s2", old) + S)
+        conn.query(Q("DEALLOCATE s2"))
+        conn.query(Q(f"PREPARE s2 AS {new}"))
+        got = conn.query(B(stmt="s2") + E() + S)
+    assert rawpg.rows(got) == [("3",)]
+    executed = [e for e in session_events(proxy, tag) if e["operation"] == "execute"]
+    assert len(executed) == 1
+    assert f"pg15g_{tag}" in str(executed[0]["statement"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a protocol-level Bind/Execute of a statement made by SQL PREPARE is "
+    "logged as 'unknown portal' with no statement text, although pamwire saw "
+    "and allowed the PREPARE and the statement runs",
+)
+def test_pg15_protocol_execute_of_sql_prepared_statement_logs_its_sql(
+    proxy: Proxy,
+) -> None:
+    tag = nonce()
+    with via_pamwire(proxy) as conn:
+        conn.query(Q(f"PREPARE s3 AS select 4 as pg15h_{tag}"))
+        got = conn.query(B(stmt="s3") + E() + S)
+    assert rawpg.rows(got) == [("4",)]
+    executed = [e for e in session_events(proxy, tag) if e["operation"] == "execute"]
+    assert len(executed) == 1
+    assert f"pg15h_{tag}" in str(executed[0]["statement"])
 
 
 # -- PG-20: COPY FROM STDIN through the extended protocol ------------------------------

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from pamwire.pg import messages as m
+from pamwire.pg.codec import encode
 from pamwire.pgcluster import PostgresCluster
 from tests.conftest import APP_PASSWORD, APP_ROLE
 from tests.integration import rawpg
@@ -1128,6 +1129,22 @@ def test_message_above_max_message_size_is_refused_without_the_body(
         conn.send(two_gib_header + b"select")
         assert conn.expect_closed(3) == []
     with via_pamwire(proxy) as conn:
+        select_one_works(conn)
+
+
+def test_function_call_message_is_refused_and_the_session_goes_on(
+    proxy: Proxy,
+) -> None:
+    # FunctionCall ('F') runs a function by oid, past any SQL check: oid 89 is
+    # version(). The server answers it; pamwire refuses it like a denied statement.
+    call = encode(m.FunctionCall(89, (), (), 0))
+    with direct(proxy.pg) as conn:
+        assert rawpg.types(conn.query(call)) == "VZ"
+    with via_pamwire(proxy) as conn:
+        got = conn.query(call)
+        assert rawpg.types(got) == "EZ"
+        assert rawpg.errors(got)[0].code == "42501"
+        assert got[-1] == m.ReadyForQuery(b"I")
         select_one_works(conn)
 
 

@@ -188,9 +188,7 @@ class Rule:
             return False
         if self.kinds_not_in is not None and facts.kind in self.kinds_not_in:
             return False
-        if self.functions_not_in is not None and self.functions_not_in.all(
-            facts.functions
-        ):
+        if self.functions_not_in is not None and self.functions_not_in.all(facts.calls):
             return False
         if self.columns is not None and not self.columns.any(facts.columns):
             return False

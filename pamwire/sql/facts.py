@@ -138,6 +138,9 @@ class StatementFacts:
     outer record already includes its tables, functions and scope, and rules are
     matched against both.
 
+    ``functions`` has every call by its bare name, and qualified calls also by
+    their qualified name (for deny-lists); ``calls`` has each call only as written
+    (for allow-lists, where ``reports.f()`` must not pass as ``f()``).
     ``columns`` holds ``schema.table.column`` for every column referenced, and
     ``schema.table.*`` where a star or a whole-row reference reaches them all.
     ``settings`` names the run-time settings the statement changes (lowercase; "*"
@@ -166,6 +169,7 @@ class StatementFacts:
     copy_target: str | None = None
     destructive: bool = False
     server_code: bool = False
+    calls: frozenset[str] = frozenset()
 
 
 @attrs.frozen(cache_hash=True)

@@ -219,6 +219,7 @@ class _Walk:
 
     __slots__ = (
         "assignments",
+        "calls",
         "columns",
         "copy_target",
         "ctes",
@@ -238,6 +239,7 @@ class _Walk:
         self.read: set[str] = set()
         self.written: set[str] = set()
         self.functions: set[str] = set()
+        self.calls: set[str] = set()
         self.columns: set[str] = set()
         self.writes: set[str] = set()
         self.assignments: list[tuple[str, str | None]] = []
@@ -267,6 +269,7 @@ class _Walk:
         self.read |= other.read
         self.written |= other.written
         self.functions |= other.functions
+        self.calls |= other.calls
         self.columns |= other.columns
         self.assignments.extend(other.assignments)
         self.server_code = self.server_code or other.server_code
@@ -295,6 +298,7 @@ class _Walk:
             tables_read=frozenset(self.read),
             tables_written=frozenset(self.written),
             functions=frozenset(self.functions),
+            calls=frozenset(self.calls),
             unscoped_write=self.unscoped,
             fingerprint=pg_parser.fingerprint(text),
             prepare_name=prepare_name,
@@ -458,8 +462,10 @@ class _Walk:
         names = [sval(item).lower() for item in body.get("funcname") or ()]
         if names:
             self.functions.add(names[-1])
+            written = ".".join(names)
+            self.calls.add(written)
             if len(names) > 1:
-                self.functions.add(".".join(names))
+                self.functions.add(written)
             if names[-1] == "set_config":
                 self.set_config(body.get("args") or [])
         self.fields(body, skip=("funcname",))
@@ -540,6 +546,7 @@ def _indirection(walk: _Walk, body: _Json) -> None:
         name = sval(item)
         if name:
             walk.functions.add(name.lower())
+            walk.calls.add(name.lower())
     walk.fields(body)
 
 

@@ -30,15 +30,21 @@ def _decide(ruleset: RuleSet, sql: str, ctx: RuleContext = CTX) -> list[Decision
 # --- the baseline pack ------------------------------------------------------------
 
 
-def test_baseline_examples_pass() -> None:
-    ruleset = load_rules([builtin_pack("baseline")])
+SHIPPED = ("baseline", "read-only", "sensitive-data")
+
+
+def test_shipped_pack_examples_pass() -> None:
+    ruleset = load_rules([builtin_pack(name) for name in SHIPPED])
     assert run_examples(ruleset) == []
-    assert len(ruleset.rule_ids) >= 7
+    assert len(ruleset.rule_ids) >= 18
 
 
-def test_builtin_pack_is_the_repository_file() -> None:
-    shipped = builtin_pack("baseline")
-    assert shipped.read_bytes() == (REPO / "rules" / "baseline.toml").read_bytes()
+@pytest.mark.parametrize("name", SHIPPED)
+def test_builtin_pack_is_the_repository_file(name: str) -> None:
+    shipped = builtin_pack(name)
+    repository = REPO / "rules" / f"{name}.toml"
+    assert shipped.read_bytes() == repository.read_bytes()
+    assert run_examples(load_rules([repository])) == []
 
 
 def test_builtin_pack_unknown_name_lists_available() -> None:
@@ -274,6 +280,32 @@ LOADER_ERRORS = [
         r"did you mean 'expect'",
     ),
     (
+        "unknown function set",
+        A_DENY + 'when.functions_not_in = ["@pg_readonly"]\n',
+        r"rule 'a' when\.functions_not_in: unknown function set '@pg_readonly'; "
+        r"allowed: @pg_read_only",
+    ),
+    (
+        "bad kind_not_in",
+        A_DENY + 'when.kind_not_in = ["selct"]\n',
+        r"when\.kind_not_in: unknown value 'selct'; did you mean 'select'",
+    ),
+    (
+        "column needs three parts",
+        A_DENY + 'when.columns = ["users.ssn"]\n',
+        r"when\.columns: column 'users\.ssn' must be written schema\.table\.column",
+    ),
+    (
+        "bad copy target",
+        A_DENY + 'when.copy = ["pipe"]\n',
+        r"when\.copy: unknown value 'pipe'.*allowed: file, program, stdio",
+    ),
+    (
+        "server_code not bool",
+        A_DENY + 'when.server_code = "yes"\n',
+        r"when\.server_code: must be true or false",
+    ),
+    (
         "example verdict",
         A_DENY + 'example = [{ sql = "x", expect = "no" }]\n',
         r"rule 'a' example\.expect: unknown verdict 'no'",
@@ -336,3 +368,47 @@ def test_load_rules_accepts_a_file_without_rules(tmp_path: pathlib.Path) -> None
     empty.write_text("# no rules yet\n")
     ruleset = load_rules([empty])
     assert ruleset.rule_ids == []
+
+
+def test_engine_allow_list_conditions(tmp_path: pathlib.Path) -> None:
+    ruleset = _rules(
+        tmp_path,
+        """
+        [[rule]]
+        id = "only-reads"
+        action = "deny"
+        when.kind_not_in = ["select"]
+        [[rule]]
+        id = "only-builtins"
+        action = "deny"
+        when.functions_not_in = ["@pg_read_only", "reports.*"]
+        """,
+    )
+    assert _decide(ruleset, "SELECT lower(a), pg_catalog.upper(a) FROM t") == [
+        Decision("allow", None, None)
+    ]
+    assert _decide(ruleset, "SELECT reports.monthly()")[0].verdict == "allow"
+    assert _decide(ruleset, "SELECT public.lower(a) FROM t")[0].rule == "only-builtins"
+    assert _decide(ruleset, "SELECT monthly()")[0].rule == "only-builtins"
+    assert _decide(ruleset, "SHOW search_path")[0].rule == "only-reads"
+
+
+def test_engine_column_and_setting_conditions(tmp_path: pathlib.Path) -> None:
+    ruleset = _rules(
+        tmp_path,
+        """
+        [[rule]]
+        id = "ssn"
+        action = "deny"
+        when.columns = ["*.users.ssn"]
+        [[rule]]
+        id = "role"
+        action = "deny"
+        when.settings = ["ROLE"]
+        """,
+    )
+    assert _decide(ruleset, "SELECT * FROM app.users")[0].rule == "ssn"
+    assert _decide(ruleset, "SELECT email FROM users")[0].verdict == "allow"
+    assert _decide(ruleset, "SET ROLE admin")[0].rule == "role"
+    unknown = "SELECT set_config(current_setting('x'), 'y', false)"
+    assert _decide(ruleset, unknown)[0].rule == "role"

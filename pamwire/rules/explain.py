@@ -1,0 +1,177 @@
+"""`pamwire rules explain`: each statement's facts, the rules that matched, the verdict.
+
+The CLI adds these arguments to its ``rules explain`` sub-command and prints what
+``run_explain`` returns. Only PostgreSQL is analysed for now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pamwire.errors import ConfigError
+from pamwire.rules.engine import Decision, RuleContext, RuleSet, strongest
+from pamwire.sql import pg
+from pamwire.sql.facts import StatementFacts
+
+DIALECTS = ("postgres", "mysql")
+FORMATS = ("table", "json")
+
+# Settings of --setting that change how text is read or names resolve.
+_SETTINGS = ("standard_conforming_strings", "search_path")
+_OFF = frozenset({"off", "false", "no", "0"})
+
+
+def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``pamwire rules explain`` on ``parser``."""
+    parser.add_argument(
+        "--dialect", choices=DIALECTS, default="postgres", help="SQL dialect"
+    )
+    parser.add_argument("--role", help="grant role of the session (read-only, ...)")
+    parser.add_argument("--user", default="explain", help="pamwire user name")
+    parser.add_argument("--target", default="explain", help="configured target name")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="session setting: " + ", ".join(_SETTINGS),
+    )
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("sql", help="the statement text, as the client sends it")
+
+
+def run_explain(args: argparse.Namespace, ruleset: RuleSet) -> str:
+    """Decide ``args.sql`` and describe how; ConfigError for a bad argument."""
+    if args.dialect != "postgres":
+        raise ConfigError(
+            f"dialect {args.dialect!r} cannot be explained yet; allowed: postgres"
+        )
+    analysis = pg.analyze(args.sql, **_session(args.setting))
+    ctx = RuleContext(
+        user=getattr(args, "user", None) or "explain",
+        target=getattr(args, "target", None) or "explain",
+        role=args.role,
+    )
+    report = explain(analysis, ruleset, ctx)
+    if args.format == "json":
+        return json.dumps(report, indent=2)
+    return _table(report)
+
+
+def explain(
+    analysis: pg.Analysis, ruleset: RuleSet, ctx: RuleContext
+) -> dict[str, Any]:
+    """The report as plain data: verdict, rule, message, rules, statements, error."""
+    if analysis.error is not None:
+        decision = ruleset.decide_unparsable(analysis.error, ctx)
+        return {
+            **_decision(decision),
+            "rules": [_match(decision)] if decision.rule else [],
+            "statements": [],
+            "error": analysis.error,
+        }
+    statements = []
+    decisions = []
+    for facts in analysis.statements:
+        decision = ruleset.decide(facts, ctx)
+        decisions.append(decision)
+        matched = ruleset.matching(facts, ctx)
+        statements.append(
+            {
+                "facts": _facts(facts),
+                **_decision(decision),
+                "rules": [
+                    {"id": rule.id, "action": rule.action, "source": rule.source}
+                    for rule in matched
+                ],
+            }
+        )
+    overall = strongest(decisions)
+    rule_ids = []
+    for statement in statements:
+        for rule in statement["rules"]:
+            if rule["id"] not in rule_ids:
+                rule_ids.append(rule["id"])
+    return {
+        **_decision(overall),
+        "rules": rule_ids,
+        "statements": statements,
+        "error": None,
+    }
+
+
+def _session(settings: list[str]) -> dict[str, Any]:
+    session: dict[str, Any] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in _SETTINGS:
+            raise ConfigError(
+                f"unknown setting {item!r}; allowed: "
+                + ", ".join(f"{each}=VALUE" for each in _SETTINGS)
+            )
+        if name == "standard_conforming_strings":
+            session[name] = value.strip().lower() not in _OFF
+        else:
+            schemas = (part.strip().strip('"') for part in value.split(","))
+            session[name] = tuple(schema for schema in schemas if schema)
+    return session
+
+
+def _decision(decision: Decision) -> dict[str, Any]:
+    return {
+        "verdict": decision.verdict,
+        "rule": decision.rule,
+        "message": decision.message,
+    }
+
+
+def _match(decision: Decision) -> dict[str, Any]:
+    return {"id": decision.rule, "action": decision.verdict, "source": "built-in"}
+
+
+def _facts(facts: StatementFacts) -> dict[str, Any]:
+    return {
+        "text": facts.text,
+        "kind": facts.kind,
+        "object": facts.object_type,
+        "tables_read": sorted(facts.tables_read),
+        "tables_written": sorted(facts.tables_written),
+        "columns": sorted(facts.columns),
+        "functions": sorted(facts.functions),
+        "calls": sorted(facts.calls),
+        "settings": sorted(facts.settings),
+        "unscoped": facts.unscoped_write,
+        "copy": facts.copy_target,
+        "destructive": facts.destructive,
+        "server_code": facts.server_code,
+        "prepare_name": facts.prepare_name,
+        "inner": None if facts.inner is None else _facts(facts.inner),
+    }
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = []
+    for number, statement in enumerate(report["statements"], 1):
+        facts = statement["facts"]
+        lines.append(f"statement {number}: {facts['text']}")
+        for key, value in facts.items():
+            if key == "text" or value in (None, False, []):
+                continue
+            if isinstance(value, list):
+                value = ", ".join(value)
+            elif isinstance(value, dict):
+                value = f"{value['kind']} ({value['text']})"
+            lines.append(f"  {key:<15} {value}")
+        for rule in statement["rules"]:
+            lines.append(f"  matched         {rule['action']:<6} {rule['id']}")
+        lines.append(f"  verdict         {statement['verdict']}")
+    if report["error"]:
+        lines.append(f"cannot analyze: {report['error']}")
+    by = f" by rule {report['rule']}" if report["rule"] else ""
+    lines.append(f"verdict: {report['verdict']}{by}")
+    if report["verdict"] != "allow" and report["message"]:
+        lines.append(f"message: {report['message']}")
+    return "\n".join(lines)

@@ -229,6 +229,10 @@ class RuleSet:
     def rule_ids(self) -> list[str]:
         return [rule.id for rule in self._rules]
 
+    def cache_clear(self) -> None:
+        """Forget every cached decision (for tests and benchmarks)."""
+        self._decide_cached.cache_clear()
+
     def decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
         """The verdict on one statement (and on the statement a PREPARE holds)."""
         return self._decide_cached(facts, ctx)

@@ -43,6 +43,7 @@ KINDS: frozenset[str] = frozenset(
         "notify",
         "unlisten",
         "lock",
+        "lock_read",
         "vacuum",
         "analyze",
         "explain",

@@ -203,11 +203,25 @@ _NO_TABLES: tuple[str, ...] = ()
 class _Scope:
     """The FROM items one query level can name: alias -> tables behind it."""
 
-    __slots__ = ("aliases", "tables")
+    __slots__ = ("aliases", "setting", "tables")
 
     def __init__(self) -> None:
         self.aliases: dict[str, tuple[str, ...]] = {}
         self.tables: list[str] = []
+        # The one pg_settings row a `FROM pg_settings WHERE name = '...'` selects.
+        self.setting: str | None = None
+
+    def settings_row(self, arg: _Json) -> str | None:
+        """The setting ``set_config(name, ...)`` changes when ``name`` is that row's.
+
+        pg_dump sends ``SELECT set_config(name, ...) FROM pg_settings WHERE name
+        = 'restrict_nonsystem_relation_kind'``.
+        """
+        column = arg.get("ColumnRef") if isinstance(arg, dict) else None
+        if self.setting is None or column is None:
+            return None
+        fields = [sval(item) for item in column.get("fields") or ()]
+        return self.setting if fields[-1:] == ["name"] else None
 
     def add(self, alias: str, tables: tuple[str, ...]) -> None:
         self.aliases[alias] = tables
@@ -387,6 +401,8 @@ class _Walk:
         scope = _Scope()
         for key in sources:
             self.collect(scope, body.get(key))
+        if scope.tables == ["pg_catalog.pg_settings"]:
+            scope.setting = _named_setting(body.get("whereClause"))
         self.scopes.append(scope)
         self.fields(body, skip=(*skip, "withClause"))
         self.scopes.pop()
@@ -473,6 +489,8 @@ class _Walk:
     def set_config(self, args: list[_Json]) -> None:
         """Record the setting ``set_config(name, value, is_local)`` changes."""
         name = pg_kinds.const_text(args[0]) if args else None
+        if name is None and args and self.scopes:
+            name = self.scopes[-1].settings_row(args[0])
         if name is None:
             self.assignments.append((ANY_SETTING, None))
             return
@@ -511,6 +529,29 @@ class _Walk:
             name = item.get("ResTarget", {}).get("name")
             if name:
                 self.columns.update(f"{table}.{name}" for table in tables)
+
+
+def _named_setting(where: _Json) -> str | None:
+    """The constant of a top-level ``name = '...'`` conjunct of a WHERE clause."""
+    if not isinstance(where, dict):
+        return None
+    boolexpr = where.get("BoolExpr")
+    if boolexpr is not None:
+        if boolexpr.get("boolop") != "AND_EXPR":
+            return None
+        found = [_named_setting(arg) for arg in boolexpr.get("args") or ()]
+        return next((name for name in found if name is not None), None)
+    expr = where.get("A_Expr")
+    if expr is None or expr.get("kind") != "AEXPR_OP":
+        return None
+    if [sval(item) for item in expr.get("name") or ()] != ["="]:
+        return None
+    column = (expr.get("lexpr") or {}).get("ColumnRef")
+    value = pg_kinds.const_text(expr.get("rexpr"))
+    if column is None or value is None:
+        return None
+    fields = [sval(item) for item in column.get("fields") or ()]
+    return value.lower() if fields[-1:] == ["name"] else None
 
 
 # --- node handlers ------------------------------------------------------------------

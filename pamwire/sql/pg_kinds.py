@@ -57,7 +57,6 @@ _FIXED_KINDS: dict[str, tuple[str, str | None]] = {
     "ListenStmt": ("listen", None),
     "NotifyStmt": ("notify", None),
     "UnlistenStmt": ("unlisten", None),
-    "LockStmt": ("lock", "table"),
     "ClusterStmt": ("cluster", "table"),
     "ReindexStmt": ("reindex", "index"),
     "RefreshMatViewStmt": ("refresh", "matview"),
@@ -171,6 +170,10 @@ def kind_of(name: str, body: _Json) -> tuple[str, str | None, str | None]:
         kind, field = by_field
         return kind, _object_type(body.get(field)), None
 
+    if name == "LockStmt":
+        # Mode 1 is ACCESS SHARE, the lock every SELECT takes (pg_dump asks for
+        # it up front); every stronger mode blocks writers or readers.
+        return ("lock_read" if body.get("mode") == 1 else "lock"), "table", None
     if name == "SelectStmt":
         return (
             ("create", "table", None) if _select_into(body) else ("select", None, None)

@@ -97,3 +97,26 @@ def test_corpus_every_class_has_own_cases() -> None:
 def test_corpus_ids_are_unique() -> None:
     ids = [case["id"] for case in _postgres(FIXTURE) + _postgres(OWN_CASES)]
     assert len(ids) == len(set(ids))
+
+
+CLIENTS = (
+    pathlib.Path(__file__).parents[2]
+    / "fixtures"
+    / "sql"
+    / "pg-client-statements.jsonl"
+)
+
+
+def test_read_only_allows_what_pg_dump_and_psql_send() -> None:
+    # Captured with log_statement = all from pg_dump and psql's describe commands
+    # (the dump includes hr.salaries, so the sensitive-data pack stays out).
+    policy = load_rules([builtin_pack("baseline"), builtin_pack("read-only")])
+    lines = CLIENTS.read_text("utf-8").splitlines()
+    ctx = RuleContext(user="dump", target="pg15", role="read-only")
+    denied = []
+    for case in (json.loads(line) for line in lines):
+        decision = strongest(policy.decide_all(pg.analyze(case["sql"]), ctx))
+        if decision.verdict != "allow":
+            denied.append((decision.rule, case["sql"][:120]))
+    assert len(lines) > 80
+    assert denied == []

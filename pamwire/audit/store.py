@@ -77,6 +77,7 @@ _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
+_INSERT_MISSING = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _UPDATE = (
     "UPDATE events SET duration_ms = ?, outcome = ?, sqlstate = ?, rows = ? "
     "WHERE event_id = ?"
@@ -169,6 +170,29 @@ class AuditStore:
                 f"audit store {self.path} has schema version {version}, "
                 f"this pamwire reads version {SCHEMA_VERSION}"
             )
+
+    def append_missing(self, events: Sequence[AuditEvent]) -> int:
+        """Insert the events whose ids the store lacks; returns how many were new."""
+        if not events:
+            return 0
+        with self._lock:
+            conn = self._writable()
+            try:
+                before = conn.total_changes
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_INSERT_MISSING, map(_event_row, events))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+                return conn.total_changes - before
+            except sqlite3.Error as exc:
+                raise AuditWriteError(
+                    f"cannot write audit events to {self.path}: {exc}"
+                ) from exc
 
     def append(self, events: Sequence[AuditEvent]) -> None:
         """Insert events in one transaction; AuditWriteError if it did not commit."""

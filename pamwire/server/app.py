@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from pamwire.audit import journal
 from pamwire.audit.store import AuditStore
 from pamwire.config import Config, Listener
 from pamwire.errors import PamwireError
@@ -48,8 +49,11 @@ async def serve(
     """Serve until cancelled; reports the bound (host, port) of each listener."""
     rules = load_ruleset(config)
     users = UserStore(config.resolve(config.users.path))
-    store = AuditStore(config.resolve(config.audit.path))
-    writer = AuditWriter(store)
+    store_path = config.resolve(config.audit.path)
+    store = AuditStore(store_path)
+    journal.recover(store_path, store)
+    event_journal = journal.Journal(store_path)
+    writer = AuditWriter(store, journal=event_journal)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -86,6 +90,7 @@ async def serve(
     finally:
         with trio.CancelScope(shield=True):
             await writer.aclose()
+        event_journal.close(discard=not writer.store_behind)
         store.close()
         users.close()
 

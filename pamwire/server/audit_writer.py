@@ -8,6 +8,12 @@ commit is in flight, arriving events gather in the next batch, so under load one
 thread hop and one commit serve many statements, and at rest a lone statement pays
 one of each. A batch holds at most max_batch events; the rest start another.
 
+With a journal (pamwire/audit/journal.py), durability comes from the journal: write()
+appends the events to it on the event loop and returns at once, and the batches copy
+them into the store in the background, with no one waiting. After each committed
+batch, journal segments older than every event still queued are deleted. If a batch
+fails, the journal is kept whole until recovery at the next start.
+
 Completions never wake the writer by themselves: they ride with the next batch of
 events, or go alone after completion_delay seconds of quiet. A waiter that is
 cancelled stops waiting, but its event stays in the batch and is still committed.
@@ -22,6 +28,7 @@ from collections.abc import Sequence
 import trio
 
 from pamwire.audit.events import AuditEvent, Completion
+from pamwire.audit.journal import Journal
 from pamwire.audit.store import AuditStore, AuditWriteError
 
 log = logging.getLogger("pamwire.audit")
@@ -30,12 +37,13 @@ log = logging.getLogger("pamwire.audit")
 class _Batch:
     """Events committed together, and the one Event their writers wait on."""
 
-    __slots__ = ("done", "error", "events")
+    __slots__ = ("done", "error", "events", "first_segment")
 
     def __init__(self) -> None:
         self.events: list[AuditEvent] = []
         self.done = trio.Event()
         self.error: str | None = None
+        self.first_segment: int | None = None
 
 
 class AuditWriter:
@@ -48,12 +56,18 @@ class AuditWriter:
         self,
         store: AuditStore,
         *,
+        journal: Journal | None = None,
+        journal_delay: float = 0.05,
         max_batch: int = 512,
         completion_delay: float = 0.2,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._store = store
+        self._journal = journal
+        self._journal_delay = journal_delay
+        self._closing_or_full = trio.Event()
+        self._store_behind = False
         self._max_batch = max_batch
         self._completion_delay = completion_delay
         self._open = _Batch()
@@ -65,11 +79,20 @@ class AuditWriter:
         self._started = False
         self._finished = trio.Event()
 
+    @property
+    def store_behind(self) -> bool:
+        """True when a batch failed and the journal holds events the store lacks."""
+        return self._store_behind
+
     async def write(self, event: AuditEvent) -> None:
         """Return once event is committed; AuditWriteError if its batch failed.
 
-        Also raises AuditWriteError at once when the writer is closed.
+        Also raises AuditWriteError at once when the writer is closed. With a
+        journal, "committed" means appended to the journal.
         """
+        if self._journal is not None:
+            self._journaled([event])
+            return
         batch = self._enqueue(event)
         await batch.done.wait()
         if batch.error is not None:
@@ -83,6 +106,9 @@ class AuditWriter:
         if not events:
             await trio.lowlevel.checkpoint()
             return
+        if self._journal is not None:
+            self._journaled(events)
+            return
         batches = {id(batch): batch for batch in map(self._enqueue, events)}
         for batch in batches.values():
             await batch.done.wait()
@@ -95,6 +121,15 @@ class AuditWriter:
 
         Raises AuditWriteError when the writer is closed.
         """
+        if self._journal is not None:
+            try:
+                self._journaled([event])
+            except AuditWriteError as exc:
+                if self._closing:
+                    raise
+                log.error("audit event %s not journaled: %s", event.event_id, exc)
+                self._enqueue(event)
+            return
         self._enqueue(event)
 
     def complete(self, completion: Completion) -> None:
@@ -108,14 +143,26 @@ class AuditWriter:
         if self._idle:
             self._wakeup.set()
 
-    def _enqueue(self, event: AuditEvent) -> _Batch:
+    def _journaled(self, events: Sequence[AuditEvent]) -> None:
+        """Append to the journal (durable from here on), then queue for the store."""
+        assert self._journal is not None
+        if self._closing:
+            raise AuditWriteError("audit writer is closed")
+        segment = self._journal.append(events)
+        for event in events:
+            self._enqueue(event, segment)
+
+    def _enqueue(self, event: AuditEvent, segment: int | None = None) -> _Batch:
         if self._closing:
             raise AuditWriteError("audit writer is closed")
         batch = self._open
+        if batch.first_segment is None:
+            batch.first_segment = segment
         batch.events.append(event)
         if len(batch.events) >= self._max_batch:
             self._full.append(batch)
             self._open = _Batch()
+            self._closing_or_full.set()
         self._wakeup.set()
         return batch
 
@@ -133,6 +180,7 @@ class AuditWriter:
         """Refuse new events, commit everything queued, and wait until run() ends."""
         self._closing = True
         self._wakeup.set()
+        self._closing_or_full.set()
         if self._started:
             await self._finished.wait()
         else:
@@ -164,6 +212,13 @@ class AuditWriter:
                     continue
                 with trio.move_on_after(self._completion_delay):
                     await self._wakeup.wait()
+            elif self._journal is not None and not self._full and not self._closing:
+                # Journaled events are already durable: let the copy to the store
+                # gather a larger group instead of one thread hop per statement.
+                if self._closing_or_full.is_set():
+                    self._closing_or_full = trio.Event()
+                with trio.move_on_after(self._journal_delay):
+                    await self._closing_or_full.wait()
             await self._flush_next()
         if self._completions:
             await self._flush_next()
@@ -187,6 +242,7 @@ class AuditWriter:
                 self._store.append_and_complete, batch.events, completions
             )
             committed = True
+            self._release_journal()
         except AuditWriteError as exc:
             batch.error = str(exc)
             log.error(
@@ -201,7 +257,22 @@ class AuditWriter:
         finally:
             if not committed and batch.error is None:
                 batch.error = "audit writer stopped before the event was written"
+            if not committed and self._journal is not None and batch.events:
+                # The events are safe in the journal; keep all of it for recovery.
+                self._store_behind = True
+                log.error("audit store is behind its journal until the next start")
             batch.done.set()
+
+    def _release_journal(self) -> None:
+        """Delete journal segments whose events are all in the store now."""
+        if self._journal is None or self._store_behind:
+            return
+        pending = [*self._full, self._open]
+        oldest = next(
+            (b.first_segment for b in pending if b.first_segment is not None),
+            self._journal.segment,
+        )
+        self._journal.release_before(oldest)
 
     def _fail_pending(self, reason: str) -> None:
         pending = [*self._full, self._open]

@@ -475,13 +475,14 @@ def test_pg12_psycopg_pipeline_error_then_usable(proxy: Proxy) -> None:
     for dsn in (proxy.dsn(), _direct_dsn(proxy.pg)):
         # autocommit: the three statements share one implicit transaction up to the
         # Sync, and nothing is left aborted afterwards.
+        # psycopg reads results whenever they are there, so the error surfaces at
+        # the sync or already at a later execute, directly as through pamwire.
         with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
-            with conn.pipeline() as p:
+            with pytest.raises(psycopg.errors.DivisionByZero), conn.pipeline() as p:
                 conn.execute("select 1")
                 conn.execute("select 1/0")
                 conn.execute("select 2")
-                with pytest.raises(psycopg.errors.DivisionByZero):
-                    p.sync()
+                p.sync()
             assert conn.execute("select 3").fetchone() == (3,)
 
 
@@ -827,18 +828,18 @@ def test_pg20_copy_in_extended_protocol_one_ready_for_two_syncs(proxy: Proxy) ->
         app_sql(proxy, f"drop table {table}")
 
 
-# -- PG-23: cancel requests reach exactly the right session ----------------------------
+# -- PG-23: cancels reach the right session (open proxy: baseline denies pg_sleep) --
 
 
-def test_pg23_cancel_reaches_only_its_own_session(proxy: Proxy) -> None:
-    with via_pamwire(proxy) as a, via_pamwire(proxy) as b:
+def test_pg23_cancel_reaches_only_its_own_session(open_proxy: Proxy) -> None:
+    with via_pamwire(open_proxy) as a, via_pamwire(open_proxy) as b:
         assert a.key is not None and b.key is not None
         assert a.key != b.key
         a.send(Q("select pg_sleep(4) as a"))
         b.send(Q("select pg_sleep(4) as b"))
         time.sleep(0.5)
         started = time.monotonic()
-        assert rawpg.send_cancel(proxy.port, a.key) == b""
+        assert rawpg.send_cancel(open_proxy.port, a.key) == b""
         got_a = a.read_until("Z", timeout=5)
         cancelled_after = time.monotonic() - started
         got_b = b.read_until("Z", timeout=8)
@@ -858,8 +859,8 @@ def _sleep_survives_cancel(proxy: Proxy, key: m.BackendKeyData) -> None:
         assert rawpg.tags(got) == ["SELECT 1"]
 
 
-def test_pg23_wrong_key_cancels_nothing(proxy: Proxy) -> None:
-    with via_pamwire(proxy) as conn:
+def test_pg23_wrong_key_cancels_nothing(open_proxy: Proxy) -> None:
+    with via_pamwire(open_proxy) as conn:
         assert conn.key is not None
         key = conn.key
         wrong = m.BackendKeyData(
@@ -867,27 +868,27 @@ def test_pg23_wrong_key_cancels_nothing(proxy: Proxy) -> None:
         )
         conn.send(Q("select pg_sleep(1.5)"))
         time.sleep(0.3)
-        rawpg.send_cancel(proxy.port, wrong)
+        rawpg.send_cancel(open_proxy.port, wrong)
         got = conn.read_until("Z", timeout=6)
         assert not rawpg.errors(got), got
 
 
-def test_pg23_stale_key_after_close_cancels_nothing(proxy: Proxy) -> None:
-    with via_pamwire(proxy) as old:
+def test_pg23_stale_key_after_close_cancels_nothing(open_proxy: Proxy) -> None:
+    with via_pamwire(open_proxy) as old:
         assert old.key is not None
         stale = old.key
         old.send(rawpg.X)
     time.sleep(0.2)
-    _sleep_survives_cancel(proxy, stale)
+    _sleep_survives_cancel(open_proxy, stale)
 
 
-def test_pg23_asyncpg_timeout_cancels_the_query(proxy: Proxy) -> None:
+def test_pg23_asyncpg_timeout_cancels_the_query(open_proxy: Proxy) -> None:
     marker = f"pg23_{nonce()}"
 
     async def run() -> float:
         conn = await asyncpg.connect(
             host="127.0.0.1",
-            port=proxy.port,
+            port=open_proxy.port,
             user=PERSON,
             password=PERSON_PASSWORD,
             database=TARGET,
@@ -905,7 +906,7 @@ def test_pg23_asyncpg_timeout_cancels_the_query(proxy: Proxy) -> None:
             await conn.close()
 
     assert asyncio.run(run()) < 2.5
-    assert wait_until(lambda: active_queries(proxy, marker) == 0, 3)
+    assert wait_until(lambda: active_queries(open_proxy, marker) == 0, 3)
 
 
 # -- PG-28: empty queries --------------------------------------------------------------
@@ -981,7 +982,7 @@ def test_pg29_denied_statement_blocks_the_whole_query(proxy: Proxy) -> None:
 
 
 def test_pg29_splitter_respects_quotes_dollar_quotes_and_comments(
-    proxy: Proxy,
+    open_proxy: Proxy,
 ) -> None:
     tag = nonce()
     function = f"g_{tag}"
@@ -993,7 +994,7 @@ def test_pg29_splitter_respects_quotes_dollar_quotes_and_comments(
     )
     query = f"{create}; " + "; ".join(texts)
     try:
-        with via_pamwire(proxy) as conn:
+        with via_pamwire(open_proxy) as conn:
             got = conn.query(Q(query))
         assert rawpg.tags(got) == [
             "CREATE FUNCTION",
@@ -1002,18 +1003,18 @@ def test_pg29_splitter_respects_quotes_dollar_quotes_and_comments(
             "SELECT 1",
         ]
         assert rawpg.rows(got) == [("a;b",), ("1",), ("c;",)]
-        logged = events_where(proxy, lambda e: e["statement"] == texts[-1])
+        logged = events_where(open_proxy, lambda e: e["statement"] == texts[-1])
         assert logged
         session = logged[0]["session"]
         in_session = [
             e["statement"]
-            for e in proxy.log_events("--session", str(session))
+            for e in open_proxy.log_events("--session", str(session))
             if e["kind"] == "statement"
         ]
         assert len(in_session) == 4, in_session
         assert all(str(s).strip() for s in in_session)
     finally:
-        app_sql(proxy, f"drop function if exists {function}()")
+        app_sql(open_proxy, f"drop function if exists {function}()")
 
 
 # -- PG-34: framing does not depend on TCP segmentation --------------------------------
@@ -1148,16 +1149,16 @@ def test_function_call_message_is_refused_and_the_session_goes_on(
         select_one_works(conn)
 
 
-def test_client_disconnect_mid_query_cancels_the_query(proxy: Proxy) -> None:
+def test_client_disconnect_mid_query_cancels_the_query(open_proxy: Proxy) -> None:
     marker = f"gone_{nonce()}"
-    conn = via_pamwire(proxy)
+    conn = via_pamwire(open_proxy)
     try:
         conn.send(Q(f"select pg_sleep(30) as {marker}"))
-        assert wait_until(lambda: active_queries(proxy, marker) == 1, 3)
+        assert wait_until(lambda: active_queries(open_proxy, marker) == 1, 3)
     finally:
         conn.close()
     started = time.monotonic()
-    assert wait_until(lambda: active_queries(proxy, marker) == 0, 3), (
+    assert wait_until(lambda: active_queries(open_proxy, marker) == 0, 3), (
         "pg_sleep still running after the client left"
     )
     assert time.monotonic() - started < 3.5

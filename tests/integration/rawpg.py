@@ -318,7 +318,7 @@ class RawConn:
         version: int = m.PROTOCOL_3_0,
         sent_startup: bool = False,
     ) -> LoginResult:
-        """Log in with SCRAM-SHA-256 (or cleartext/MD5 if asked) and read to 'Z'.
+        """Log in with SCRAM-SHA-256 (or cleartext if asked) and read to 'Z'.
 
         Raises LoginFailed if the server sends an ErrorResponse instead. Pass
         sent_startup=True when the test sent the StartupMessage bytes itself.

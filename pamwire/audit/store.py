@@ -19,7 +19,7 @@ import os
 import pathlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -77,6 +77,10 @@ _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
+_INSERT_FULL = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS + COMPLETION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS + COMPLETION_COLUMNS)})"
+)
 _INSERT_MISSING = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _UPDATE = (
     "UPDATE events SET duration_ms = ?, outcome = ?, sqlstate = ?, rows = ? "
@@ -88,6 +92,19 @@ _SELECT = f"SELECT {', '.join(EVENT_COLUMNS + COMPLETION_COLUMNS)} FROM events"
 _event_row = operator.attrgetter(*EVENT_COLUMNS)
 _completion_row = operator.attrgetter(*COMPLETION_COLUMNS, "event_id")
 _EVENT_WIDTH = len(EVENT_COLUMNS)
+_NO_COMPLETION = (None,) * len(COMPLETION_COLUMNS)
+
+
+def _full_rows(
+    events: Sequence[AuditEvent], done: dict[str, Completion]
+) -> Iterator[tuple[object, ...]]:
+    """Event rows with their completion columns; used completions leave `done`."""
+    for event in events:
+        completion = done.pop(event.event_id, None)
+        tail = (
+            _NO_COMPLETION if completion is None else _completion_row(completion)[:-1]
+        )
+        yield _event_row(event) + tail
 
 
 class AuditError(PamwireError):
@@ -217,10 +234,13 @@ class AuditStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    # A completion whose event is in the same group goes into the
+                    # event's own row: one insert instead of an insert and an update.
+                    done = {c.event_id: c for c in completions}
                     if events:
-                        conn.executemany(_INSERT, map(_event_row, events))
-                    if completions:
-                        conn.executemany(_UPDATE, map(_completion_row, completions))
+                        conn.executemany(_INSERT_FULL, _full_rows(events, done))
+                    if done:
+                        conn.executemany(_UPDATE, map(_completion_row, done.values()))
                     self._check_identity()
                     conn.execute("COMMIT")
                 except BaseException:

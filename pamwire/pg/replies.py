@@ -101,5 +101,10 @@ def ready(status: bytes) -> bytes:
 
 
 def negotiate_version(unrecognized: tuple[str, ...]) -> bytes:
-    """Tell a client that asked for 3.x (x > 0) that pamwire speaks 3.0."""
-    return encode(NegotiateProtocolVersion(newest_minor=0, unrecognized=unrecognized))
+    """Tell a client that asked for 3.x (x > 0) that pamwire speaks 3.0.
+
+    The version field carries the whole version code (3 << 16 | 0), as the
+    PostgreSQL server sends it and libpq reads it.
+    """
+    message = NegotiateProtocolVersion(newest_minor=3 << 16, unrecognized=unrecognized)
+    return encode(message)

@@ -148,18 +148,18 @@ class ExchangeTracker:
         if head.op is Op.SYNC:
             return out
         # Extended protocol: the failing step and everything until Sync is discarded.
+        # The error belongs to the first statement in that stretch (a failed Parse
+        # or Bind is its Execute's failure); the others were skipped.
         first = True
         while self._slots and self._slots[0].op is not Op.SYNC:
             slot = self._slots.popleft()
             for eid in slot.events:
-                kind = _failure(sqlstate) if first else "skipped"
-                out.append(
-                    Outcome(
-                        eid, kind, _ms(slot.started, now), sqlstate if first else None
-                    )
-                )
-            if slot.events or slot.op is not Op.COPY_END:
-                first = False
+                if first:
+                    failed = _failure(sqlstate)
+                    out.append(Outcome(eid, failed, _ms(slot.started, now), sqlstate))
+                    first = False
+                else:
+                    out.append(Outcome(eid, "skipped", _ms(slot.started, now)))
         return out
 
     def ready_for_query(self, status: bytes) -> list[Outcome]:

@@ -112,9 +112,10 @@ class PgSession:
         self.application: str | None = None
         self.upstream: pg_upstream.UpstreamConnection | None = None
         self.tracker = ExchangeTracker()
+        # Prepared statements by name, whether made by Parse or by SQL PREPARE:
+        # the server keeps both in one namespace, and so does pamwire.
         self.statements: dict[str, _Prepared] = {}
         self.portals: dict[str, str] = {}
-        self.sql_prepared: set[str] = set()
         self.poison_prefix = f"pamwire_denied_{secrets.token_hex(4)}_"
         self.poison_re = re.compile(re.escape(self.poison_prefix) + r"(\d+)")
         self.poisons: dict[int, bytes] = {}
@@ -164,7 +165,7 @@ class PgSession:
                 repeated = seen_ssl if isinstance(message, SSLRequest) else seen_gss
                 if repeated:
                     await self._fatal(
-                        replies.PROTOCOL_VIOLATION,
+                        replies.FEATURE_NOT_SUPPORTED,
                         "unsupported frontend protocol 1234.5679: "
                         "encryption negotiation was already done",
                     )
@@ -489,7 +490,6 @@ class PgSession:
                 )
                 if decision.verdict == "deny" and denied is None:
                     denied = (decision, facts)
-                self._track_sql_prepare(facts)
         if denied is not None:
             # The whole message is refused: nothing of it runs.
             await self._write_events(events)
@@ -504,6 +504,8 @@ class PgSession:
         if not await self._write_events(events):
             self.tracker.sent(Op.QUERY)
             return self._poison_query(_AUDIT_DOWN, None)
+        for facts, event in zip(analysis.statements, events, strict=False):
+            self._track_sql_prepare(facts, event)
         self.tracker.sent(Op.QUERY, [e.event_id for e in events])
         return None
 
@@ -564,7 +566,7 @@ class PgSession:
 
     def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
         """Decide one statement of a Query, with the session's own knowledge."""
-        if facts.kind == "execute" and facts.prepare_name not in self.sql_prepared:
+        if facts.kind == "execute" and facts.prepare_name not in self.statements:
             # The statement behind the name was never checked by pamwire.
             return Decision(
                 "deny",
@@ -574,20 +576,29 @@ class PgSession:
             )
         return self.ctx.rules.decide(facts, ctx)
 
-    def _track_sql_prepare(self, facts: StatementFacts) -> None:
-        """Follow SQL-level PREPARE, DEALLOCATE and DISCARD ALL in wire order."""
+    def _track_sql_prepare(self, facts: StatementFacts, event: AuditEvent) -> None:
+        """Apply PREPARE, DEALLOCATE and DISCARD ALL of a forwarded Query, in order."""
         name = facts.prepare_name
         if facts.kind == "prepare" and name:
-            self.sql_prepared.add(name)
+            inner = facts.inner
+            decision = Decision(event.verdict or "allow", event.rule, event.message)
+            text = inner.text if inner is not None and inner.text else facts.text
+            self.statements[name] = _Prepared(text, inner or facts, decision)
         elif facts.kind == "deallocate" and name == "*":
-            self.sql_prepared.clear()
+            self._forget_named_statements()
         elif facts.kind == "deallocate" and name:
-            self.sql_prepared.discard(name)
-        elif (
-            facts.kind == "discard"
-            and facts.text.split()[-1].upper().rstrip(";") == "ALL"
-        ):
-            self.sql_prepared.clear()
+            self.statements.pop(name, None)
+        elif facts.kind == "discard" and _is_discard_all(facts.text):
+            self._forget_named_statements()
+            self.portals.clear()
+
+    def _forget_named_statements(self) -> None:
+        # DEALLOCATE ALL and DISCARD ALL drop every named statement; the unnamed
+        # statement of the extended protocol is kept apart and survives both.
+        unnamed = self.statements.get("")
+        self.statements.clear()
+        if unnamed is not None:
+            self.statements[""] = unnamed
 
     async def _deny_message(self, decision: Decision, text: str, kind: str) -> bytes:
         event = self._event("statement", operation=kind, verdict="deny")
@@ -791,6 +802,11 @@ class PgSession:
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)
+
+
+def _is_discard_all(text: str) -> bool:
+    words = text.replace(";", " ").split()
+    return len(words) >= 2 and words[1].upper() == "ALL"
 
 
 _AUDIT_DOWN = Decision(

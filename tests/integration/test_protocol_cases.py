@@ -154,12 +154,6 @@ def test_pg01_direct_server_refuses_second_ssl_request_with_0a000(
     assert _second_ssl_request_error(proxy.pg.port).code == "0A000"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pamwire answers a repeated SSLRequest with SQLSTATE 08P01; PostgreSQL "
-    "15 (and the corpus, PG-03 step 3) answers 0A000 'unsupported frontend "
-    "protocol 1234.5679: server supports 3.0 to 3.0'",
-)
 def test_pg01_second_ssl_request_has_the_servers_sqlstate(proxy: Proxy) -> None:
     assert _second_ssl_request_error(proxy.port).code == "0A000"
 
@@ -501,14 +495,6 @@ def session_events(proxy: Proxy, marker: str) -> list[dict[str, object]]:
     return [e for e in events if e["session"] in sessions]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a statement that fails at Bind (bad parameter 22P02, or a planning "
-    "error such as constant 1/0) is logged with outcome 'skipped' and no "
-    "SQLSTATE: the tracker pins the error on the Bind step, which carries no "
-    "event, and then skips the Execute's event; the trail says the statement "
-    "was skipped when it failed",
-)
 def test_pg12_statement_failing_at_bind_is_logged_as_error(proxy: Proxy) -> None:
     sql = f"select $1::int as pg12b_{nonce()}"
     with via_pamwire(proxy) as conn:
@@ -733,12 +719,6 @@ def test_pg15_psycopg_deallocate_all_in_pipeline(proxy: Proxy) -> None:
     assert {e["outcome"] for e in executed} == {"ok"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pamwire's name -> SQL map of protocol-level statements ignores "
-    "DISCARD ALL: a later Bind/Execute of the dropped name is logged with the "
-    "dropped statement's SQL although the server refused the Bind with 26000",
-)
 def test_pg15_execute_after_discard_all_is_not_logged_as_the_dropped_sql(
     proxy: Proxy,
 ) -> None:
@@ -756,12 +736,6 @@ def test_pg15_execute_after_discard_all_is_not_logged_as_the_dropped_sql(
     assert executed == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQL-level DEALLOCATE and PREPARE of a name do not update pamwire's "
-    "map of protocol-level statements: after P('s2', A), DEALLOCATE s2, PREPARE "
-    "s2 AS B, a Bind/Execute of s2 runs B but the trail logs A with outcome ok",
-)
 def test_pg15_sql_reprepare_of_a_protocol_name_logs_the_sql_that_ran(
     proxy: Proxy,
 ) -> None:
@@ -778,12 +752,6 @@ def test_pg15_sql_reprepare_of_a_protocol_name_logs_the_sql_that_ran(
     assert f"pg15g_{tag}" in str(executed[0]["statement"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a protocol-level Bind/Execute of a statement made by SQL PREPARE is "
-    "logged as 'unknown portal' with no statement text, although pamwire saw "
-    "and allowed the PREPARE and the statement runs",
-)
 def test_pg15_protocol_execute_of_sql_prepared_statement_logs_its_sql(
     proxy: Proxy,
 ) -> None:
@@ -1075,13 +1043,6 @@ def test_startup_protocol_3_2_gets_negotiate_protocol_version(proxy: Proxy) -> N
     assert want == m.NegotiateProtocolVersion(m.PROTOCOL_3_0, ())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pamwire's NegotiateProtocolVersion carries 0 in its version field; "
-    "PostgreSQL 15 sends the whole version code 196608 (3.0, PG_PROTOCOL_LATEST), "
-    "and libpq reads the field as major.minor, so a client asking for 3.2 is "
-    "told the server supports 0.0",
-)
 def test_startup_protocol_3_2_negotiates_the_servers_version_code(
     proxy: Proxy,
 ) -> None:

@@ -107,6 +107,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_rules_test)
 
+    p = rules_sub.add_parser(
+        "explain", parents=[common], help="show how the rules decide a statement"
+    )
+    p.add_argument(
+        "--rules",
+        dest="files",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="rule files (default: the configured ones)",
+    )
+    from pamwire.rules.explain import add_explain_arguments
+
+    add_explain_arguments(p)
+    p.set_defaults(func=_cmd_rules_explain)
+
     cfg = sub.add_parser("config", help="the configuration file")
     cfg_sub = cfg.add_subparsers(title="config commands", metavar="ACTION")
     p = cfg_sub.add_parser("check", parents=[common], help="validate the configuration")
@@ -260,6 +277,15 @@ def _cmd_rules_test(args: argparse.Namespace) -> int:
     if failures:
         return 1
     print("ok: every example gives its expected verdict")
+    return 0
+
+
+def _cmd_rules_explain(args: argparse.Namespace) -> int:
+    from pamwire.rules.explain import run_explain
+    from pamwire.rules.loader import load_rules
+
+    ruleset = load_rules(_rule_paths(args))
+    print(run_explain(args, ruleset))
     return 0
 
 

@@ -63,6 +63,9 @@ class Target:
     database: str = _help("database name on the upstream server")
     credential: Credential = _help("the account pamwire logs in as upstream")
     connect_timeout: float = _help("seconds to wait for the upstream login", 10.0)
+    role: str | None = _help(
+        "grant role the rules see for sessions on this target (read-only, ...)", None
+    )
 
 
 @attrs.frozen

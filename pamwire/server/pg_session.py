@@ -111,6 +111,7 @@ class PgSession:
         self.target: Target | None = None
         self.application: str | None = None
         self.upstream: pg_upstream.UpstreamConnection | None = None
+        self.upstream_user: str | None = None
         self.tracker = ExchangeTracker()
         # Prepared statements by name, whether made by Parse or by SQL PREPARE:
         # the server keeps both in one namespace, and so does pamwire.
@@ -121,8 +122,9 @@ class PgSession:
         self.poisons: dict[int, bytes] = {}
         self.poison_no = itertools.count(1)
         self.settings: dict[str, str] = {}
-        # TODO(rules): follow SET search_path and set_config() during the session;
-        # until then only the startup value is known.
+        # Schemas an unqualified table name may resolve to. The analyser counts a
+        # name in every one of them, so this only ever grows: SET LOCAL, a rolled
+        # back SET or RESET can then never make pamwire miss the real schema.
         self.search_path: tuple[str, ...] = ("public",)
         self.key = (secrets.randbits(31) or 1, secrets.token_bytes(4))
         self.client_eof = False
@@ -273,7 +275,9 @@ class PgSession:
         for name, value in settings:
             if name == "search_path":
                 assert self.user is not None
-                self.search_path = startup.parse_search_path(value, user=self.user)
+                self._widen_search_path(
+                    startup.parse_search_path(value, user=self.user)
+                )
 
     async def _authenticate(self, user: str) -> None:
         try:
@@ -333,6 +337,8 @@ class PgSession:
                 f'pamwire: target "{target.name}" is unavailable: {exc}',
             )
         self.upstream = upstream
+        self.upstream_user = credential.user
+        self._widen_search_path((credential.user,))
         self.settings = dict(upstream.parameters)
         self.ctx.cancels.register(self.key, self)
         await self._audit_write(self._event("session_start"))
@@ -506,6 +512,7 @@ class PgSession:
             return self._poison_query(_AUDIT_DOWN, None)
         for facts, event in zip(analysis.statements, events, strict=False):
             self._track_sql_prepare(facts, event)
+            self._follow_settings(facts)
         self.tracker.sent(Op.QUERY, [e.event_id for e in events])
         return None
 
@@ -566,6 +573,16 @@ class PgSession:
 
     def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
         """Decide one statement of a Query, with the session's own knowledge."""
+        if any(n == "search_path" and v is None for n, v in facts.assignments) and (
+            facts.kind != "set"
+        ):
+            # set_config('search_path', <not a constant>): pamwire could no longer
+            # tell which tables unqualified names mean.
+            return Decision(
+                "deny",
+                "unknown-search-path",
+                "search_path set to a value pamwire cannot read before it runs",
+            )
         if facts.kind == "execute" and facts.prepare_name not in self.statements:
             # The statement behind the name was never checked by pamwire.
             return Decision(
@@ -591,6 +608,16 @@ class PgSession:
         elif facts.kind == "discard" and _is_discard_all(facts.text):
             self._forget_named_statements()
             self.portals.clear()
+
+    def _widen_search_path(self, schemas: tuple[str, ...]) -> None:
+        self.search_path = tuple(dict.fromkeys(self.search_path + schemas))
+
+    def _follow_settings(self, facts: StatementFacts) -> None:
+        """Note search_path changes of a forwarded statement."""
+        for name, value in facts.assignments:
+            if name == "search_path" and value is not None:
+                user = self.upstream_user or ""
+                self._widen_search_path(startup.parse_search_path(value, user=user))
 
     def _forget_named_statements(self) -> None:
         # DEALLOCATE ALL and DISCARD ALL drop every named statement; the unnamed
@@ -622,7 +649,11 @@ class PgSession:
 
     def _rule_context(self) -> RuleContext:
         assert self.user is not None and self.target is not None
-        return RuleContext(user=self.user, target=self.target.name)
+        # TODO(grants): the role comes from the person's active grant once grants
+        # exist; until then the target's configured role applies to everyone.
+        return RuleContext(
+            user=self.user, target=self.target.name, role=self.target.role
+        )
 
     # -- poison: denials placed by the server --
 

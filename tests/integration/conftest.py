@@ -39,6 +39,15 @@ credential.user = "app"
 credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
 connect_timeout = 5
 
+[target.app_ro]
+protocol = "postgres"
+host = "127.0.0.1"
+port = {pg_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+role = "read-only"
+
 [target.down]
 protocol = "postgres"
 host = "127.0.0.1"
@@ -225,10 +234,9 @@ def proxy(
     pg_md5: PostgresCluster,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proxy]:
-    """pamwire with the baseline rule pack, serving target `app` on a free port."""
-    proxy = _start_proxy(
-        pg, pg_md5, tmp_path_factory.mktemp("pamwire"), ["pack:baseline"]
-    )
+    """pamwire with the shipped packs, serving `app` (and read-only `app_ro`)."""
+    packs = ["pack:baseline", "pack:read-only", "pack:sensitive-data"]
+    proxy = _start_proxy(pg, pg_md5, tmp_path_factory.mktemp("pamwire"), packs)
     try:
         yield proxy
     finally:

@@ -179,7 +179,9 @@ def test_asyncpg_listen_notify_between_two_connections(proxy: Proxy) -> None:
     asyncio.run(main())
 
 
-def test_asyncpg_timeout_cancels_the_query_upstream(proxy: Proxy) -> None:
+def test_asyncpg_timeout_cancels_the_query_upstream(open_proxy: Proxy) -> None:
+    # pg_sleep is a dangerous function for the baseline pack: use the open proxy.
+    proxy = open_proxy
     marker = f"asyncpg_timeout_{time.time_ns()}"
     sleep_sql = f"select pg_sleep(30) as {marker}"
 

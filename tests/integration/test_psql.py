@@ -86,7 +86,9 @@ def test_psql_describe_and_copy(proxy: Proxy, tmp_path) -> None:  # type: ignore
     )
 
 
-def test_psql_ctrl_c_cancels_the_running_query(proxy: Proxy) -> None:
+def test_psql_ctrl_c_cancels_the_running_query(open_proxy: Proxy) -> None:
+    # pg_sleep is a dangerous function for the baseline pack: use the open proxy.
+    proxy = open_proxy
     process = subprocess.Popen(
         ["psql", "-X", proxy.dsn(), "-c", "select pg_sleep(30)"],
         stdout=subprocess.PIPE,
@@ -186,7 +188,10 @@ def test_psql_startup_setting_that_lifts_read_only_is_refused(proxy: Proxy) -> N
     )
 
 
-def test_psql_startup_search_path_is_passed_on(proxy: Proxy) -> None:
+def test_psql_startup_search_path_is_passed_on_and_followed(proxy: Proxy) -> None:
     dsn = proxy.dsn(options="'-c search_path=hr'")
-    out = proxy.psql("-At", "-c", "select count(*) from salaries", dsn=dsn).stdout
-    assert out.strip().isdigit()
+    assert proxy.psql("-At", "-c", "show search_path", dsn=dsn).stdout.strip() == "hr"
+    # Unqualified `salaries` now means hr.salaries, which the sensitive-data pack
+    # refuses: pamwire resolved the name with the startup search_path.
+    result = proxy.psql("-c", "select count(*) from salaries", dsn=dsn, check=False)
+    assert result.returncode != 0 and "denied-tables" in result.stderr

@@ -111,7 +111,9 @@ def test_psycopg_executemany(proxy: Proxy) -> None:
     assert _ids_with_note(proxy, note) == ",".join(str(i) for i in range(100))
 
 
-def test_psycopg_cancel_stops_the_running_query(proxy: Proxy) -> None:
+def test_psycopg_cancel_stops_the_running_query(open_proxy: Proxy) -> None:
+    # pg_sleep is a dangerous function for the baseline pack: use the open proxy.
+    proxy = open_proxy
     marker = f"psycopg_cancel_{time.time_ns()}"
     with psycopg.connect(proxy.dsn(), autocommit=True) as connection:
         timer = threading.Timer(0.5, connection.cancel_safe)

@@ -235,7 +235,10 @@ class RuleSet:
 
     def decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
         """The verdict on one statement (and on the statement a PREPARE holds)."""
-        return self._decide_cached(facts, ctx)
+        # Rules never look at the text, so statements that differ only in literal
+        # values share one cached decision.
+        key = attrs.evolve(facts, text="", fingerprint="") if facts.text else facts
+        return self._decide_cached(key, ctx)
 
     def matching(self, facts: StatementFacts, ctx: RuleContext) -> list[Rule]:
         """Every rule that matches a statement (or the statement a PREPARE holds)."""

@@ -13,12 +13,12 @@ session settings that change the parse.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from pglast import parser as pg_parser
 
 from pamwire.sql import pg_kinds
@@ -56,16 +56,137 @@ def analyze(
     ``set_config``) with constant values applies to the statements after it in
     the same message, as on the server.
     """
-    return _analyze_cached(sql, standard_conforming_strings, tuple(search_path))
+    key = (sql, standard_conforming_strings, tuple(search_path))
+    hit = _exact.get(key)
+    if hit is not None:
+        return hit
+    if standard_conforming_strings:
+        hit = _shapes.lookup(sql, key[2])
+        if hit is not None:
+            return hit
+    analysis = _analyze_guarded(*key)
+    if len(_exact) >= CACHE_SIZE:
+        del _exact[next(iter(_exact))]  # oldest first
+    _exact[key] = analysis
+    if standard_conforming_strings:
+        _shapes.learn(sql, key[2], analysis)
+    return analysis
 
 
 def cache_clear() -> None:
     """Forget every cached analysis (for tests and benchmarks)."""
-    _analyze_cached.cache_clear()
+    _exact.clear()
+    _shapes.clear()
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
-def _analyze_cached(sql: str, scs: bool, search_path: tuple[str, ...]) -> Analysis:
+# Analyses by exact text and the settings that change the parse.
+_exact: dict[tuple[str, bool, tuple[str, ...]], Analysis] = {}
+
+
+# Literal tokens of the server's lexer (pglast.parser.scan names them so).
+_LITERAL_TOKENS = frozenset(
+    {"ICONST", "FCONST", "SCONST", "BCONST", "XCONST", "USCONST"}
+)
+
+
+class _ShapeCache:
+    """Reuses the facts of a statement for texts that differ only in literal values.
+
+    OLTP clients send the same statement with new constants each time (pgbench's
+    ``WHERE aid = 48213``), so an exact-text cache never hits. The key here is the
+    lexer's token stream with every literal replaced by a placeholder. Reuse is only
+    sound when no fact depends on a literal's value, so a shape is remembered only
+    for a single plain SELECT or INSERT that calls no function, changes no setting
+    and has no inner statement: its kind, tables and columns come from identifiers
+    alone. UPDATE and DELETE are never reused: whether a WHERE clause scopes rows
+    can depend on constants (``OR 1 = 1``). Text with comments is not reused either,
+    since the statement's own text is rebuilt from the message here.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._facts: dict[tuple[tuple[str, ...], tuple[str, ...]], StatementFacts] = {}
+
+    def clear(self) -> None:
+        self._facts.clear()
+
+    def lookup(self, sql: str, path: tuple[str, ...]) -> Analysis | None:
+        if not self._facts or not _shape_candidate(sql):
+            return None
+        shape = _shape(sql)
+        if shape is None:
+            return None
+        template = self._facts.get((shape, path))
+        if template is None:
+            return None
+        text = sql.strip().rstrip(";").rstrip()
+        return Analysis((attrs.evolve(template, text=text),))
+
+    def learn(self, sql: str, path: tuple[str, ...], analysis: Analysis) -> None:
+        if analysis.error is not None or len(analysis.statements) != 1:
+            return
+        facts = analysis.statements[0]
+        if not _literal_free(facts) or not _shape_candidate(sql):
+            return
+        shape = _shape(sql)
+        if shape is None:
+            return
+        if len(self._facts) >= self._size:
+            self._facts.pop(next(iter(self._facts)))
+        self._facts[(shape, path)] = facts
+
+
+def _shape_candidate(sql: str) -> bool:
+    if len(sql) > 4096 or "--" in sql or "/*" in sql or "\x00" in sql:
+        return False
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _literal_free(facts: StatementFacts) -> bool:
+    """Whether no fact of this statement depends on the value of a literal."""
+    return (
+        facts.kind in ("select", "insert")
+        and not facts.functions
+        and not facts.calls
+        and not facts.settings
+        and not facts.assignments
+        and facts.inner is None
+        and facts.copy_target is None
+        and not facts.server_code
+        and not facts.destructive
+        and not facts.unscoped_write
+        and not facts.empty
+    )
+
+
+def _shape(sql: str) -> tuple[str, ...] | None:
+    """The token stream with literals replaced; None when it is not one statement."""
+    try:
+        tokens = pg_parser.scan(sql)
+    except pg_parser.ParseError:
+        return None
+    if not tokens:
+        return None
+    raw = sql.encode("utf-8")
+    shape: list[str] = []
+    for i, token in enumerate(tokens):
+        if token.name == ";" and i != len(tokens) - 1:
+            return None  # several statements: never reused
+        if token.name in _LITERAL_TOKENS:
+            shape.append("?")
+        else:
+            shape.append(raw[token.start : token.end + 1].decode("utf-8", "replace"))
+    return tuple(shape)
+
+
+_shapes = _ShapeCache()
+
+
+def _analyze_guarded(sql: str, scs: bool, search_path: tuple[str, ...]) -> Analysis:
     try:
         return _analyze(sql, scs, search_path)
     except RecursionError:

@@ -1,0 +1,441 @@
+"""Grant operations: request, approve, deny, revoke, list, show, and the expiry sweep.
+
+Ties the store, the approval policy, the minting of accounts and the sealed
+passwords together. Every call blocks (SQLite, and the database for minting and
+removal); trio code runs them through `trio.to_thread.run_sync`. The one async
+function, `expiry_loop`, does exactly that once per second for the proxy.
+
+Life of a grant: `request` stores it; each `approve` adds an approval, and the one
+that completes the policy mints the account and makes the grant approved until
+approval time plus its duration. `revoke`, or `expire_due` after its end, ends it
+and removes the account; a removal that fails is retried by later sweeps, with a
+growing pause. `catch_up` runs the sweep once when pamwire starts.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import NoReturn
+
+import attrs
+import trio
+
+from pamwire.config import Config, Credential, Target
+from pamwire.errors import ConfigError
+from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
+from pamwire.grants.config import GrantsConfig, TargetGrants, format_duration
+from pamwire.grants.minting import Account, AdminLogin, Minter, PostgresMinter
+from pamwire.grants.policy import (
+    Policy,
+    approvals_complete,
+    check_approver,
+    check_request,
+    may_end,
+    narrowest,
+    policy_for,
+)
+from pamwire.grants.secrets import Secret, SecretBox, new_password
+from pamwire.grants.store import (
+    SYSTEM_ACTOR,
+    AccountState,
+    Approval,
+    Grant,
+    GrantEvent,
+    GrantStore,
+    State,
+)
+from pamwire.server.credentials import UpstreamCredential
+from pamwire.users import NAME_PATTERN, NAME_RULE
+
+log = logging.getLogger("pamwire.grants")
+
+# A mint that started this long ago and never finished belongs to a process that
+# died; the sweep removes whatever it may have created.
+MINT_STALE_AFTER = 300.0
+# Pause before retrying a failed removal: doubles per attempt, up to the cap.
+RETRY_FIRST = 2.0
+RETRY_CAP = 300.0
+# PostgreSQL truncates identifiers to 63 bytes; minted names stay within.
+MAX_ACCOUNT_NAME = 63
+
+
+def account_name(prefix: str, person: str, grant_id: int) -> str:
+    """The account minted for a grant: prefix, the person's name folded to
+    a-z 0-9 _, and the grant id, so the server's own logs name one person."""
+    suffix = f"_{grant_id}"
+    folded = re.sub(r"[^a-z0-9_]", "_", person.lower())
+    room = MAX_ACCOUNT_NAME - len(prefix) - len(suffix)
+    return prefix + folded[:room] + suffix
+
+
+def request_command(target: str, role: str | None = None) -> str:
+    """The command a person runs to ask for a grant (shown in errors)."""
+    role_part = f" --role {role}" if role else " --role ROLE"
+    return (
+        f"pamwire grant request {target}{role_part} --duration 1h "
+        '--reason "..." --as YOU'
+    )
+
+
+@attrs.frozen
+class GrantDetails:
+    """A grant with its approvals, history and the policy that applies to it."""
+
+    grant: Grant
+    approvals: list[Approval]
+    history: list[GrantEvent]
+    policy: Policy | None
+
+
+class GrantService:
+    """The grant operations over one store; see the module docstring.
+
+    Refusals are PolicyError or GrantError, mint failures MintError; all carry a
+    message fit for the person at the command line and none carries a password.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        grants: GrantsConfig,
+        *,
+        store: GrantStore | None = None,
+        box: SecretBox | None = None,
+        minters: Mapping[str, Minter] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.grants = grants
+        self.store = store or GrantStore(config.resolve(grants.path))
+        self.box = box or SecretBox(Path(config.resolve(grants.key_file)))
+        self.minters: Mapping[str, Minter] = (
+            {"postgres": PostgresMinter()} if minters is None else minters
+        )
+        self.clock = clock
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- requests and decisions -----------------------------------------------------
+
+    def request(
+        self,
+        person: str,
+        target: str,
+        role: str | None = None,
+        duration: float | None = None,
+        reason: str | None = None,
+    ) -> Grant:
+        """Ask for `role` on `target`; the role defaults to the narrowest, the
+        duration to the target's default (capped at the role's longest)."""
+        if not NAME_PATTERN.fullmatch(person):
+            raise GrantError(f"invalid person name {person!r}: use {NAME_RULE}")
+        target_grants = self._target_grants(target)
+        if role is None:
+            role = next(iter(target_grants.roles))
+        policy = policy_for(self.grants, target_grants, role)
+        if duration is None:
+            duration = min(target_grants.default_duration, policy.max_duration)
+        reason = reason.strip() if reason and reason.strip() else None
+        check_request(policy, duration, reason)
+        grant = self.store.create(person, target, role, duration, reason, self.clock())
+        log.info(
+            "grant %d requested by %s: %s on %s for %s",
+            grant.id,
+            person,
+            role,
+            target,
+            format_duration(duration),
+        )
+        return grant
+
+    def approve(self, grant_id: int, approver: str) -> Grant:
+        """Count an approval; the one that completes the policy mints the account.
+
+        Raises PolicyError for self-approval or an approver the policy does not
+        name, GrantError when the grant is not waiting, MintError when minting
+        failed (the grant then stays requested, the reason in its history; a
+        further approve retries).
+        """
+        grant = self._get(grant_id)
+        if grant.state is not State.REQUESTED:
+            raise GrantError(f"grant {grant_id} is {grant.state}, not requested")
+        policy = policy_for(self.grants, self._target_grants(grant.target), grant.role)
+        check_approver(policy, approver, grant.person)
+        if self.store.add_approval(grant_id, approver, self.clock()):
+            log.info("grant %d approved by %s", grant_id, approver)
+        approvers = [a.approver for a in self.store.approvals(grant_id)]
+        if approvals_complete(policy, approvers):
+            self._activate(grant, approver)
+        return self._get(grant_id)
+
+    def deny(self, grant_id: int, actor: str, reason: str | None = None) -> Grant:
+        """Refuse a waiting request: an approver, or the person withdrawing it."""
+        grant = self._get(grant_id)
+        self._check_may_end(grant, actor)
+        if not self.store.end(
+            grant_id, State.DENIED, actor, self.clock(), reason, (State.REQUESTED,)
+        ):
+            raise GrantError(f"grant {grant_id} is {self._get(grant_id).state}")
+        log.info("grant %d denied by %s", grant_id, actor)
+        return self._get(grant_id)
+
+    def revoke(self, grant_id: int, actor: str, reason: str | None = None) -> Grant:
+        """End an approved grant now and remove its account.
+
+        A failed removal does not undo the revocation: it is recorded in the
+        grant (last_error) and retried by the sweep.
+        """
+        grant = self._get(grant_id)
+        self._check_may_end(grant, actor)
+        if not self.store.end(
+            grant_id, State.REVOKED, actor, self.clock(), reason, (State.APPROVED,)
+        ):
+            state = self._get(grant_id).state
+            raise GrantError(f"grant {grant_id} is {state}, not approved")
+        log.info("grant %d revoked by %s", grant_id, actor)
+        self._remove_account(self._get(grant_id))
+        return self._get(grant_id)
+
+    # -- reading -----------------------------------------------------------------
+
+    def list(
+        self,
+        *,
+        active: bool = False,
+        person: str | None = None,
+        target: str | None = None,
+    ) -> builtins.list[Grant]:
+        """Grants matching the filters; `active` keeps approved, unexpired ones."""
+        grants = self.store.list(person=person, target=target)
+        if active:
+            now = self.clock()
+            grants = [g for g in grants if g.is_active(now)]
+        return grants
+
+    def show(self, grant_id: int) -> GrantDetails:
+        grant = self._get(grant_id)
+        try:
+            policy: Policy | None = policy_for(
+                self.grants, self._target_grants(grant.target), grant.role
+            )
+        except GrantError:
+            policy = None  # the target or role left the configuration
+        return GrantDetails(
+            grant,
+            self.store.approvals(grant_id),
+            self.store.history(grant_id),
+            policy,
+        )
+
+    def active_grants(self, now: float | None = None) -> builtins.list[Grant]:
+        """Approved grants not past their end at `now` (default: the clock)."""
+        return self.store.active(self.clock() if now is None else now)
+
+    def active_grant_ids(self, now: float | None = None) -> frozenset[int]:
+        """Ids of active_grants(); a session on any other grant must end."""
+        return frozenset(g.id for g in self.active_grants(now))
+
+    def find_active(self, person: str, target: str, role: str | None = None) -> Grant:
+        """The person's active grant on `target`: of `role` if given, else the
+        narrowest. Raises NoActiveGrant naming the command to request one."""
+        target_grants = self.grants.targets.get(target)
+        if target_grants is None:
+            raise NoActiveGrant(f"target {target!r} takes no grants")
+        now = self.clock()
+        mine = [
+            g for g in self.store.list(person=person, target=target) if g.is_active(now)
+        ]
+        if role is not None:
+            mine = [g for g in mine if g.role == role]
+        chosen = narrowest(target_grants, {g.id: g.role for g in mine})
+        if chosen is None:
+            wanted = f"role {role!r} on {target!r}" if role else repr(target)
+            raise NoActiveGrant(
+                f"{person!r} has no active grant for {wanted}; "
+                f"request one with: {request_command(target, role)}"
+            )
+        return next(g for g in mine if g.id == chosen)
+
+    def credential(self, grant: Grant) -> UpstreamCredential:
+        """The minted account of an active grant and its password, decrypted."""
+        sealed = self.store.sealed_password(grant.id)
+        if grant.account is None or sealed is None:
+            raise GrantError(f"grant {grant.id} has no account")
+        secret = self.box.open(sealed, _context(grant.id, grant.account))
+        return UpstreamCredential(grant.account, secret.reveal())
+
+    # -- expiry --------------------------------------------------------------------
+
+    def expire_due(self, now: float | None = None) -> builtins.list[Grant]:
+        """End approved grants whose time is up, then remove every account that
+        is due to go (including retries); return the grants ended now."""
+        now = self.clock() if now is None else now
+        ended: builtins.list[Grant] = []
+        for grant in self.store.due(now):
+            if self.store.end(
+                grant.id, State.EXPIRED, SYSTEM_ACTOR, now, None, (State.APPROVED,)
+            ):
+                log.info("grant %d expired", grant.id)
+                ended.append(self._get(grant.id))
+        for grant in self.store.needing_cleanup(now, now - MINT_STALE_AFTER):
+            self._remove_account(grant, now)
+        return [self._get(g.id) for g in ended]
+
+    def catch_up(self) -> builtins.list[Grant]:
+        """The sweep once at start: what ended while pamwire was down."""
+        ended = self.expire_due()
+        if ended:
+            log.info(
+                "expired %d grant(s) that ended while pamwire was down", len(ended)
+            )
+        return ended
+
+    async def expiry_loop(
+        self,
+        end_sessions: Callable[[frozenset[int]], Awaitable[None]],
+        *,
+        interval: float = 1.0,
+    ) -> NoReturn:
+        """Once per `interval`: hand the active grant ids to `end_sessions` (which
+        ends every session on any other grant), then run the sweep."""
+        while True:
+            active = await trio.to_thread.run_sync(self.active_grant_ids)
+            await end_sessions(active)
+            await trio.to_thread.run_sync(self.expire_due)
+            await trio.sleep(interval)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _get(self, grant_id: int) -> Grant:
+        grant = self.store.get(grant_id)
+        if grant is None:
+            raise GrantError(f"no grant {grant_id}")
+        return grant
+
+    def _target_grants(self, target: str) -> TargetGrants:
+        if target not in self.config.targets:
+            raise GrantError(f"no target named {target!r}")
+        target_grants = self.grants.targets.get(target)
+        if target_grants is None:
+            raise GrantError(f"target {target!r} takes no grants (no grants table)")
+        return target_grants
+
+    def _check_may_end(self, grant: Grant, actor: str) -> None:
+        policy = policy_for(self.grants, self._target_grants(grant.target), grant.role)
+        if not may_end(policy, actor, grant.person):
+            raise PolicyError(
+                f"{actor!r} may not end grant {grant.id}: not its person and "
+                f"not an approver of {grant.role!r} on {grant.target!r}"
+            )
+
+    def _activate(self, grant: Grant, actor: str) -> None:
+        now = self.clock()
+        name = account_name(self.grants.account_prefix, grant.person, grant.id)
+        if not self.store.claim_mint(grant.id, name, now, now - MINT_STALE_AFTER):
+            raise GrantError(f"grant {grant.id} is being activated elsewhere")
+        expires_at = now + grant.duration
+        password = new_password()
+        try:
+            sealed = self.box.seal(password, _context(grant.id, name))
+            target_grants = self._target_grants(grant.target)
+            login, minter = self._admin(grant.target)
+            account = self._account(grant, name, password, expires_at)
+            minter.mint(login, target_grants, account)
+        except (MintError, ConfigError, GrantError) as error:
+            self.store.mint_failed(grant.id, self.clock(), str(error))
+            log.warning("minting for grant %d failed: %s", grant.id, error)
+            raise MintError(
+                f"grant {grant.id} is approved but its account could not be "
+                f"created, so it is not active: {error}"
+            ) from None
+        if not self.store.activate(grant.id, actor, now, expires_at, sealed):
+            # Denied while the account was being created: take it away again.
+            self._remove_account(self._get(grant.id))
+            raise GrantError(f"grant {grant.id} ended while its account was created")
+        log.info(
+            "grant %d active as account %s until %s",
+            grant.id,
+            name,
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires_at)),
+        )
+
+    def _remove_account(self, grant: Grant, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        if grant.account is None or grant.account_state not in (
+            AccountState.ACTIVE,
+            AccountState.MINTING,
+        ):
+            return
+        try:
+            target_grants = self._target_grants(grant.target)
+            login, minter = self._admin(grant.target)
+            account = self._account(grant, grant.account, None, grant.expires_at)
+            outcome = minter.remove(login, target_grants, account)
+        except (MintError, ConfigError, GrantError) as error:
+            pause = min(RETRY_CAP, RETRY_FIRST * 2**grant.cleanup_attempts)
+            self.store.cleanup_failed(grant.id, now, str(error), now + pause)
+            log.warning(
+                "removing account %s of grant %d failed (retry in %.0f s): %s",
+                grant.account,
+                grant.id,
+                pause,
+                error,
+            )
+            return
+        self.store.account_removed(grant.id, self.clock(), outcome)
+
+    def _account(
+        self,
+        grant: Grant,
+        name: str,
+        password: Secret | None,
+        expires_at: float | None,
+    ) -> Account:
+        target_grants = self._target_grants(grant.target)
+        return Account(
+            name=name,
+            role=target_grants.roles.get(grant.role, ""),
+            owner=target_grants.owner or self._admin_credential(grant.target).user,
+            expires_at=expires_at,
+            password=password,
+        )
+
+    def _admin_credential(self, target: str) -> Credential:
+        target_grants = self._target_grants(target)
+        return target_grants.admin or self.config.targets[target].credential
+
+    def _admin(self, target_name: str) -> tuple[AdminLogin, Minter]:
+        target: Target = self.config.targets[target_name]
+        minter = self.minters.get(target.protocol)
+        if minter is None:
+            raise GrantError(
+                f"pamwire cannot mint accounts on {target.protocol} targets yet"
+            )
+        target_grants = self._target_grants(target_name)
+        credential = self._admin_credential(target_name)
+        key = (
+            f"target.{target_name}.grants.admin"
+            if target_grants.admin is not None
+            else f"target.{target_name}.credential"
+        )
+        password = self.config.read_secret(credential, key=key)
+        login = AdminLogin(
+            host=target.host,
+            port=target.port,
+            user=credential.user,
+            password=Secret(password),
+            database=target_grants.admin_database or target.database,
+            connect_timeout=target.connect_timeout,
+        )
+        return login, minter
+
+
+def _context(grant_id: int, account: str) -> bytes:
+    """What a sealed password is bound to: its grant and account."""
+    return f"pamwire grant {grant_id} account {account}".encode()

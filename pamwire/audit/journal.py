@@ -1,38 +1,38 @@
 """The audit journal: an append-only file that makes events durable before forwarding.
 
 Theory of operation: before a statement is forwarded, its events are appended to the
-journal with one write() call, one JSON line per event. When write() returns, the
-lines are in the operating system's page cache, which survives a crash or `kill -9`
-of pamwire (not a power cut; see docs/audit.md). That costs a few microseconds on
-the event loop, where a thread hop to SQLite costs a hundred or more. The SQLite store
-stays the searchable copy: a background task copies events into it in groups and,
-once it has caught up, empties the journal. At start-up, events found in the journal
-are copied into the store first (recovery), so none is lost to a crash. A torn last
-line, from a crash in the middle of a write, belonged to a statement that was never
-forwarded and is dropped.
+journal with one write() call, one line per record: its chain hash, a space, and its
+canonical bytes (pamwire/audit/chain.py). When write() returns, the lines are in the
+operating system's page cache, which survives a crash or `kill -9` of pamwire. A
+background thread flushes them to the disk itself (fsync) every fsync_interval
+seconds, or at once when a strict writer asks, so one fsync serves every line written
+since the last; only then do they survive a power cut (see docs/audit.md). The SQLite
+store stays the searchable copy: a background task copies records into it in groups
+and deletes whole journal segments it holds. At start-up, records found in the journal
+are copied into the store first (recovery). A torn last line, from a crash in the
+middle of a write, belonged to a statement that was never forwarded and is dropped,
+which leaves the chain a valid prefix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import logging
-import operator
 import os
 import pathlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable
 
-import attrs
-
-from pamwire.audit.events import AuditEvent
+from pamwire.audit.chain import ChainedEvent, Mark, decode_line
 from pamwire.audit.store import AuditError, AuditStore, AuditWriteError
 
 log = logging.getLogger("pamwire.audit")
 
-_FIELDS = tuple(field.name for field in attrs.fields(AuditEvent))
-_row = operator.attrgetter(*_FIELDS)
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# How often the sync thread flushes the journal to the disk by default: a power cut
+# loses at most this much of the newest trail. Ten fsyncs a second cost a busy disk
+# little, and a writer in strict mode does not wait for the interval.
+FSYNC_INTERVAL = 0.1
 
 
 def journal_segments(store_path: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
@@ -50,44 +50,60 @@ def segment_path(store_path: pathlib.Path, number: int) -> pathlib.Path:
     return store_path.with_name(f"{store_path.name}.journal-{number}")
 
 
-def encode_events(events: Sequence[AuditEvent]) -> bytes:
-    """One JSON array per event, one line each, in field order."""
-    # ensure_ascii (the default) keeps lone surrogates from undecodable client
-    # bytes as \\udcXX escapes, which decode back to the same text.
-    return "".join([_encode(_row(event)) + "\n" for event in events]).encode("ascii")
-
-
-def decode_line(line: bytes) -> AuditEvent:
-    """One journal line back to its event; AuditError if it is not one."""
-    try:
-        values = json.loads(line)
-        if not isinstance(values, list) or len(values) != len(_FIELDS):
-            raise ValueError("not an event record")
-        return AuditEvent(**dict(zip(_FIELDS, values, strict=True)))
-    except (ValueError, TypeError) as exc:
-        raise AuditError(f"bad audit journal line: {exc}") from None
-
-
 # A segment is closed and a new one started past this size, so a busy proxy never
 # needs to rewrite a file: whole segments are deleted once the store holds them.
 SEGMENT_LIMIT = 16 << 20
 
 
 class Journal:
-    """The open journal segments of one store; append() runs on the event loop."""
+    """The open journal segments of one store; append() runs on the event loop.
 
-    def __init__(self, store_path: pathlib.Path, *, limit: int = SEGMENT_LIMIT) -> None:
+    With fsync_interval=None no sync thread runs and nothing is fsynced except by
+    sync(). `on_synced(position)` is called from the sync thread after each fsync
+    with the number of bytes appended so far that are now on the disk.
+    """
+
+    def __init__(
+        self,
+        store_path: pathlib.Path,
+        *,
+        limit: int = SEGMENT_LIMIT,
+        fsync_interval: float | None = FSYNC_INTERVAL,
+    ) -> None:
         self.store_path = store_path
         self.limit = limit
         existing = journal_segments(store_path)
         self._kept = [number for number, _ in existing]
         self.segment = (existing[-1][0] if existing else 0) + 1
         self._fd = -1
+        # Shared with the sync thread, under _cond: bytes appended, fds of closed
+        # segments still to fsync, and whether a new file needs its folder synced.
+        self._cond = threading.Condition()
+        self._written = 0
+        self._retired: list[int] = []
+        self._new_file = False
+        self._sync_now = False
+        self._stopping = False
+        self.synced = 0
+        self.sync_error: str | None = None
+        self.on_synced: Callable[[int], None] | None = None
         self._open_segment()
+        self._thread: threading.Thread | None = None
+        if fsync_interval is not None:
+            self._interval = fsync_interval
+            self._thread = threading.Thread(
+                target=self._sync_loop, name="pamwire-audit-fsync", daemon=True
+            )
+            self._thread.start()
 
     @property
     def path(self) -> pathlib.Path:
         return segment_path(self.store_path, self.segment)
+
+    @property
+    def position(self) -> int:
+        """Bytes appended since the journal was opened."""
+        return self._written
 
     def _open_segment(self) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -97,20 +113,24 @@ class Journal:
             raise AuditWriteError(
                 f"cannot open audit journal {self.path}: {exc.strerror}"
             ) from None
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = fd
+        with self._cond:
+            if self._fd >= 0:
+                # The sync thread fsyncs and closes it: closing it here could race
+                # with an fsync in flight.
+                self._retired.append(self._fd)
+            self._fd = fd
+            self._new_file = True
         stat = os.fstat(fd)
         self._identity = (stat.st_dev, stat.st_ino)
         self.size = stat.st_size
 
-    def append(self, events: Sequence[AuditEvent]) -> int:
-        """Hand the events to the OS in one write; returns the segment they are in.
+    def append(self, data: bytes, *, urgent: bool = False) -> int:
+        """Hand journal lines to the OS in one write; returns their segment.
 
-        Raises AuditWriteError when they could not be written (disk full, journal
-        deleted or replaced): the caller must then not forward the statement.
+        With urgent, the sync thread starts an fsync at once. Raises
+        AuditWriteError when they could not be written (disk full, journal deleted
+        or replaced): the caller must then not forward the statement.
         """
-        data = encode_events(events)
         try:
             self._check_identity()
             written = os.write(self._fd, data)
@@ -120,6 +140,11 @@ class Journal:
             raise AuditWriteError(
                 f"cannot write audit journal {self.path}: {exc.strerror or exc}"
             ) from None
+        with self._cond:
+            self._written += len(data)
+            if urgent:
+                self._sync_now = True
+                self._cond.notify()
         self.size += len(data)
         segment = self.segment
         if self.size >= self.limit:
@@ -127,6 +152,40 @@ class Journal:
             self.segment += 1
             self._open_segment()
         return segment
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._cond:
+                if not (self._stopping or self._sync_now):
+                    self._cond.wait(self._interval)
+                self._sync_now = False
+                stopping = self._stopping
+                target, fd = self._written, self._fd
+                retired, self._retired = self._retired, []
+                new_file, self._new_file = self._new_file, False
+            if target > self.synced or retired or new_file:
+                self._sync(fd, retired, new_file, target)
+            if stopping:
+                return
+
+    def _sync(self, fd: int, retired: list[int], new_file: bool, target: int) -> None:
+        try:
+            for old in retired:
+                try:
+                    os.fsync(old)
+                finally:
+                    os.close(old)
+            if new_file:
+                _sync_folder(self.store_path.parent)
+            os.fsync(fd)
+        except OSError as exc:
+            # The lines are still in the page cache; only power-cut safety is lost.
+            self.sync_error = f"cannot fsync audit journal: {exc.strerror or exc}"
+            log.error("%s", self.sync_error)
+        else:
+            self.synced = target
+        if self.on_synced is not None:
+            self.on_synced(self.synced)
 
     def release_before(self, segment: int) -> None:
         """Delete the closed segments older than `segment`: the store holds them."""
@@ -140,11 +199,24 @@ class Journal:
                 log.warning("cannot delete audit journal segment %s: %s", number, exc)
 
     def sync(self) -> None:
-        """Flush the current segment to the disk itself (power-cut durability)."""
+        """Flush the current segment to the disk now, in the calling thread."""
         os.fsync(self._fd)
 
     def close(self, *, discard: bool = False) -> None:
-        """Close the journal; with discard, delete every segment (store has them)."""
+        """Stop the sync thread (after a last fsync) and close the journal.
+
+        With discard, delete every segment (the store has them).
+        """
+        if self._thread is not None:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            self._thread.join()
+            self._thread = None
+        with self._cond:
+            retired, self._retired = self._retired, []
+        for old in retired:
+            os.close(old)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -163,38 +235,53 @@ class Journal:
             raise AuditWriteError(f"audit journal {self.path} was replaced")
 
 
-def recover(store_path: pathlib.Path, store: AuditStore) -> int:
-    """Copy events left in journal segments into the store, then delete them.
+def _sync_folder(folder: pathlib.Path) -> None:
+    # A new file's name is on the disk only once its folder is synced.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    Returns how many events the store did not have yet. Raises AuditError if a
+
+def recover(store_path: pathlib.Path, store: AuditStore) -> int:
+    """Copy records left in journal segments into the store, then delete them.
+
+    Returns how many records the store did not have yet. Raises AuditError if a
     segment is unreadable or corrupt in the middle (a torn last line is dropped).
     """
     added = 0
     for _, path in journal_segments(store_path):
-        events = read_journal(path)
-        if events:
-            added += store.append_missing(events)
+        events, marks = read_journal(path)
+        added += store.append_missing(events, marks)
         path.unlink()
     if added:
-        log.warning("recovered %d audit events from the journal into the store", added)
+        log.warning("recovered %d audit records from the journal into the store", added)
     return added
 
 
-def read_journal(path: pathlib.Path) -> list[AuditEvent]:
-    """Every complete event in a journal file; a torn last line is dropped."""
+def read_journal(path: pathlib.Path) -> tuple[list[ChainedEvent], list[Mark]]:
+    """Every complete record in a journal file; a torn last line is dropped."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return []
+        return [], []
     except OSError as exc:
         raise AuditError(f"cannot read audit journal {path}: {exc.strerror}") from None
     lines = data.split(b"\n")
     if lines and lines[-1]:
         log.warning("audit journal %s ends with a torn line; it is dropped", path)
-    events: list[AuditEvent] = []
+    events: list[ChainedEvent] = []
+    marks: list[Mark] = []
     for number, line in enumerate(lines[:-1], start=1):
         try:
-            events.append(decode_line(line))
-        except AuditError as exc:
-            raise AuditError(f"{path}:{number}: {exc}") from None
-    return events
+            record = decode_line(line)
+        except (ValueError, TypeError) as exc:
+            raise AuditError(
+                f"{path}:{number}: bad audit journal line: {exc}"
+            ) from None
+        if isinstance(record, Mark):
+            marks.append(record)
+        else:
+            events.append(record)
+    return events, marks

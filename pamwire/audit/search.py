@@ -1,14 +1,16 @@
-"""`pamwire log search`: the query, its command-line options and its two output formats.
+"""`pamwire log search`: the query, its command-line options and its output formats.
 
 Table output is for people at a terminal, so every control character in a cell is
-neutralised (a statement can carry escape sequences). JSON lines are for tools and
-keep every field.
+neutralised (a statement can carry escape sequences). JSON lines and CSV are for tools
+and keep every field.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
 import json
 import re
 import shutil
@@ -32,7 +34,9 @@ class SearchQuery:
     """Filters that must all match; None means any. The newest `limit` records win.
 
     `since` is inclusive and `until` exclusive (unix seconds). `text` is a
-    case-insensitive substring of the statement, message or detail.
+    case-insensitive substring of the statement, message or detail. `kind` is the
+    statement kind; `table` matches a table read or written, with or without its
+    schema.
     """
 
     user: str | None = None
@@ -42,6 +46,10 @@ class SearchQuery:
     verdict: str | None = None
     text: str | None = None
     session: str | None = None
+    kind: str | None = None
+    table: str | None = None
+    rule: str | None = None
+    grant: str | None = None
     limit: int = attrs.field(default=DEFAULT_LIMIT, validator=attrs.validators.ge(1))
 
 
@@ -163,7 +171,10 @@ def record_to_json(record: AuditRecord) -> dict[str, object]:
     }
     for field in attrs.fields(type(event)):
         if field.name not in result:
-            result[field.name] = getattr(event, field.name)
+            value = getattr(event, field.name)
+            result[field.name] = list(value) if isinstance(value, tuple) else value
+    result["writer"] = record.writer
+    result["seq"] = record.seq
     result["duration_ms"] = record.duration_ms
     result["outcome"] = record.outcome
     result["sqlstate"] = record.sqlstate
@@ -174,6 +185,43 @@ def record_to_json(record: AuditRecord) -> dict[str, object]:
 def format_json_lines(records: Sequence[AuditRecord]) -> str:
     """One JSON object per record and line, ASCII only, with no trailing newline."""
     return "\n".join(json.dumps(record_to_json(r)) for r in records)
+
+
+def format_csv(records: Sequence[AuditRecord]) -> str:
+    """A header row and one row per record, with the JSON keys as columns.
+
+    Lists are joined with spaces; absent values are empty cells. Cells starting
+    with = + - @ get a leading apostrophe, so a spreadsheet shows them as text
+    instead of running them as formulas.
+    """
+    out = io.StringIO()
+    writer: csv.DictWriter[str] | None = None
+    for record in records:
+        row = record_to_json(record)
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+    if writer is None:
+        return ",".join(_json_keys()) + "\n"
+    return out.getvalue()
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = " ".join("" if v is None else str(v) for v in value)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _json_keys() -> list[str]:
+    from pamwire.audit.events import AuditEvent
+
+    empty = AuditRecord(AuditEvent("", 0.0, "", "", None, None, None, None))
+    return list(record_to_json(empty))
 
 
 def _time_argument(value: str) -> float:
@@ -217,6 +265,14 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--session", help="only events of this pamwire session id")
     parser.add_argument(
+        "--kind", help="only statements of this kind (select, delete, drop, ...)"
+    )
+    parser.add_argument(
+        "--table", help="only statements reading or writing this table (schema.name)"
+    )
+    parser.add_argument("--rule", help="only events decided by this rule")
+    parser.add_argument("--grant", help="only events under this grant")
+    parser.add_argument(
         "--limit",
         type=_limit_argument,
         default=DEFAULT_LIMIT,
@@ -224,9 +280,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", "csv"),
         default="table",
-        help="aligned table (default) or one JSON object per line",
+        help="aligned table (default), one JSON object per line, or CSV",
     )
 
 
@@ -247,9 +303,15 @@ def run_search(store: AuditStore, args: argparse.Namespace) -> str:
         verdict=args.verdict,
         text=args.text,
         session=args.session,
+        kind=args.kind,
+        table=args.table,
+        rule=args.rule,
+        grant=args.grant,
         limit=args.limit,
     )
     records = store.search(query)
     if args.format == "json":
         return format_json_lines(records)
+    if args.format == "csv":
+        return format_csv(records)
     return format_table(records)

@@ -1,28 +1,33 @@
-"""SQLite storage of the audit trail: grouped appends, completions and search.
+"""SQLite storage of the audit trail: chained records, completions and search.
 
 Theory of operation: one connection in autocommit mode, guarded by a lock so that
-worker threads can take turns. Each write opens BEGIN IMMEDIATE, inserts or updates
-a whole group of rows and commits, so a group costs one commit. The database runs in
-WAL mode with synchronous=NORMAL: when a write returns, the rows are in the WAL file
-in the OS page cache. That survives a crash or kill -9 of the proxy, not a power cut
-or kernel crash (the WAL is fsynced only at checkpoints). Every sqlite3 error on a
-write becomes AuditWriteError, and so does a database file that was deleted or
-replaced while open, which SQLite itself would keep writing to without complaint.
+worker threads can take turns. Each write opens BEGIN IMMEDIATE, inserts a whole group
+of records and commits, so a group costs one commit. Events go to the table `events`,
+marks (start, completion, checkpoint; see pamwire/audit/chain.py) to `marks`; a
+completion is also copied into its event's row, for search, and `log verify` checks
+that copy against the chained mark. The database runs in WAL mode with
+synchronous=NORMAL (FULL on request): when a write returns, the rows are in the WAL
+file in the OS page cache. Every sqlite3 error on a write becomes AuditWriteError,
+and so does a database file that was deleted or replaced while open, which SQLite
+itself would keep writing to without complaint. A version-1 file is migrated in place
+when opened for writing: its rows are chained as they are, under a writer of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import operator
 import os
 import pathlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-import attrs
-
+from pamwire.audit import chain
+from pamwire.audit.chain import EVENT_FIELDS, ChainedEvent, Mark
 from pamwire.audit.events import SCHEMA_VERSION, AuditEvent, AuditRecord, Completion
 from pamwire.audit.search import SearchQuery
 from pamwire.errors import PamwireError
@@ -34,10 +39,40 @@ log = logging.getLogger("pamwire.audit")
 # to ride out a checkpoint, short enough that waiting statements are refused soon.
 BUSY_TIMEOUT_MS = 2000
 
-_SCHEMA = (
-    """
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
+EVENT_COLUMNS = EVENT_FIELDS
+CHAIN_COLUMNS = ("writer", "seq", "hash")
+COMPLETION_COLUMNS = ("duration_ms", "outcome", "sqlstate", "rows")
+MARK_COLUMNS = chain.MARK_FIELDS
+
+# Columns added by schema version 2, with their types and the value v1 rows get.
+_V2_COLUMNS = (
+    ("grant", "TEXT", None),
+    ("approvers", "TEXT", "[]"),
+    ("protocol", "TEXT", "postgres"),
+    ("db_account", "TEXT", None),
+    ("tables_read", "TEXT", "[]"),
+    ("tables_written", "TEXT", "[]"),
+    ("functions", "TEXT", "[]"),
+    ("params", "TEXT", None),
+    ("schema", "INTEGER", 1),
+    ("writer", "TEXT", None),
+    ("seq", "INTEGER", None),
+    ("hash", "TEXT", None),
+)
+# Lists are stored as JSON text.
+_LIST_COLUMNS = frozenset({"approvers", "tables_read", "tables_written", "functions"})
+_LIST_INDEXES = tuple(
+    i for i, name in enumerate(EVENT_COLUMNS) if name in _LIST_COLUMNS | {"params"}
+)
+
+
+def _q(names: Sequence[str]) -> str:
+    # Quoted, because "grant" and "rows" are words of SQL.
+    return ", ".join(f'"{name}"' for name in names)
+
+
+_V1_COLUMNS = """
+        row_no INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL UNIQUE,
         time REAL NOT NULL,
         kind TEXT NOT NULL,
@@ -57,54 +92,135 @@ _SCHEMA = (
         duration_ms REAL,
         outcome TEXT,
         sqlstate TEXT,
-        rows INTEGER
+        rows INTEGER"""
+
+_MARKS_AND_INDEXES = (
+    """
+    CREATE TABLE marks (
+        row_no INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        writer TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        time REAL NOT NULL,
+        event_id TEXT,
+        duration_ms REAL,
+        outcome TEXT,
+        sqlstate TEXT,
+        rows INTEGER,
+        detail TEXT,
+        hash TEXT NOT NULL,
+        UNIQUE (writer, seq)
     )
     """,
+    "CREATE INDEX marks_event ON marks (event_id)",
+    "CREATE UNIQUE INDEX events_chain ON events (writer, seq)",
+    "CREATE INDEX events_kind_time ON events (statement_kind, time)",
+    "CREATE INDEX events_rule_time ON events (rule, time)",
+)
+
+_SCHEMA = (
+    "CREATE TABLE events ("
+    + _V1_COLUMNS
+    + "".join(f',\n        "{name}" {kind}' for name, kind, _ in _V2_COLUMNS)
+    + ")",
     "CREATE INDEX events_time ON events (time)",
     "CREATE INDEX events_user_time ON events (user, time)",
     "CREATE INDEX events_target_time ON events (target, time)",
     "CREATE INDEX events_session_time ON events (session, time)",
+    *_MARKS_AND_INDEXES,
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
-EVENT_COLUMNS = tuple(field.name for field in attrs.fields(AuditEvent))
-COMPLETION_COLUMNS = ("duration_ms", "outcome", "sqlstate", "rows")
-
-# TODO(hash-chain): completions update rows in place; a hash-chained trail that
-# `log verify` can check needs them appended as records of their own.
-# TODO(durability): offer synchronous=FULL for sites that must survive a power cut.
-_INSERT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE events RENAME COLUMN seq TO row_no",
+    *(
+        f'ALTER TABLE events ADD COLUMN "{name}" {kind}'
+        for name, kind, _ in _V2_COLUMNS
+    ),
+    "UPDATE events SET "
+    + ", ".join(
+        f'"{name}" = {value!r}' if isinstance(value, str) else f'"{name}" = {value}'
+        for name, _, value in _V2_COLUMNS
+        if value is not None
+    ),
+    *_MARKS_AND_INDEXES,
 )
-_INSERT_FULL = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS + COMPLETION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS + COMPLETION_COLUMNS)})"
+
+_EVENT_INSERT_COLUMNS = EVENT_COLUMNS + CHAIN_COLUMNS + COMPLETION_COLUMNS
+_INSERT = (
+    f"INSERT INTO events ({_q(_EVENT_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_INSERT_COLUMNS)})"
 )
 _INSERT_MISSING = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+_INSERT_MARK = (
+    f"INSERT INTO marks ({_q(MARK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in MARK_COLUMNS)})"
+)
+_INSERT_MARK_MISSING = _INSERT_MARK.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _UPDATE = (
-    "UPDATE events SET duration_ms = ?, outcome = ?, sqlstate = ?, rows = ? "
+    'UPDATE events SET duration_ms = ?, outcome = ?, sqlstate = ?, "rows" = ? '
     "WHERE event_id = ?"
 )
-_SELECT = f"SELECT {', '.join(EVENT_COLUMNS + COMPLETION_COLUMNS)} FROM events"
-
-# attrgetter over several names returns a tuple in that order, at C speed.
-_event_row = operator.attrgetter(*EVENT_COLUMNS)
-_completion_row = operator.attrgetter(*COMPLETION_COLUMNS, "event_id")
+_SELECT = f"SELECT {_q(_EVENT_INSERT_COLUMNS)} FROM events"
 _EVENT_WIDTH = len(EVENT_COLUMNS)
 _NO_COMPLETION = (None,) * len(COMPLETION_COLUMNS)
 
 
-def _full_rows(
-    events: Sequence[AuditEvent], done: dict[str, Completion]
-) -> Iterator[tuple[object, ...]]:
+def _text_in(value: object) -> object:
+    # SQLite text is UTF-8; lone surrogates (undecodable client bytes) go in as the
+    # original bytes instead, and _text_out turns them back into the same string.
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _text_out(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def _encode_list(value: object) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def event_row(item: ChainedEvent) -> list[object]:
+    """The column values of a chained event, without completion."""
+    values = [_text_in(v) for v in chain._event_values(item.event)]
+    for i in _LIST_INDEXES:
+        values[i] = _encode_list(values[i])
+    values += [item.writer, item.seq, item.hash]
+    return values
+
+
+def event_from_row(row: Sequence[object]) -> AuditEvent:
+    values: list[Any] = [_text_out(v) for v in row[:_EVENT_WIDTH]]
+    for i in _LIST_INDEXES:
+        if isinstance(values[i], str):
+            values[i] = json.loads(values[i])
+    return AuditEvent(*values)
+
+
+def _mark_row(mark: Mark) -> tuple[object, ...]:
+    return tuple(_text_in(getattr(mark, name)) for name in MARK_COLUMNS)
+
+
+def _completion_values(mark: Mark) -> tuple[object, ...]:
+    return (mark.duration_ms, mark.outcome, mark.sqlstate, mark.rows)
+
+
+def _event_rows(
+    events: Sequence[ChainedEvent], done: dict[str, Mark]
+) -> Iterator[list[object]]:
     """Event rows with their completion columns; used completions leave `done`."""
-    for event in events:
-        completion = done.pop(event.event_id, None)
-        tail = (
-            _NO_COMPLETION if completion is None else _completion_row(completion)[:-1]
-        )
-        yield _event_row(event) + tail
+    for item in events:
+        row = event_row(item)
+        completion = done.pop(item.event.event_id, None)
+        row += _NO_COMPLETION if completion is None else _completion_values(completion)
+        yield row
 
 
 class AuditError(PamwireError):
@@ -118,15 +234,21 @@ class AuditWriteError(AuditError):
 class AuditStore:
     """The audit trail in one SQLite file, created with mode 0600 if missing.
 
-    With read_only=True the file must exist and is never written (for `log search`).
-    Opening raises AuditWriteError (AuditError when read-only) if the file cannot be
-    opened or holds something other than a version-1 audit trail.
+    With read_only=True the file must exist and is never written (for `log search`
+    and `log verify`). With full_sync=True every commit waits for the disk
+    (synchronous=FULL). Opening raises AuditWriteError (AuditError when read-only)
+    if the file cannot be opened or holds something other than an audit trail this
+    pamwire reads; a version-1 trail is migrated when opened for writing.
     """
 
-    def __init__(self, path: pathlib.Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: pathlib.Path, *, read_only: bool = False, full_sync: bool = False
+    ) -> None:
         self.path = pathlib.Path(path)
         self.read_only = read_only
+        self.full_sync = full_sync
         self._lock = threading.Lock()
+        self._chain: chain.Chain | None = None
         error = AuditError if read_only else AuditWriteError
         try:
             self._conn: sqlite3.Connection | None = self._open()
@@ -151,21 +273,24 @@ class AuditStore:
                 (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 if mode != "wal":
                     raise sqlite3.OperationalError(f"journal mode stays {mode!r}")
-                conn.execute("PRAGMA synchronous = NORMAL")
+                sync = "FULL" if self.full_sync else "NORMAL"
+                conn.execute(f"PRAGMA synchronous = {sync}")
             self._prepare_schema(conn)
         except BaseException:
             conn.close()
             raise
         conn.create_function("pw_icontains", 2, _icontains, deterministic=True)
+        conn.create_function("pw_has_name", 2, _has_name, deterministic=True)
         return conn
 
     def _prepare_schema(self, conn: sqlite3.Connection) -> None:
         version = _user_version(conn)
-        if version == 0 and not self.read_only:
+        if version in (0, 1) and not self.read_only:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Checked again under the write lock: another process may have won.
                 version = _user_version(conn)
+                head: tuple[str, int, str] | None = None
                 if version == 0:
                     (tables,) = conn.execute(
                         "SELECT count(*) FROM sqlite_schema"
@@ -175,83 +300,144 @@ class AuditStore:
                     for statement in _SCHEMA:
                         conn.execute(statement)
                     version = SCHEMA_VERSION
+                elif version == 1:
+                    head = _migrate_1_to_2(conn)
+                    version = SCHEMA_VERSION
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
+            if head is not None:
+                chain.write_head(self.path, *head)
+                log.warning("audit store %s migrated to schema version 2", self.path)
         if version == 0:
             raise AuditError(f"{self.path} is not a pamwire audit store")
+        if version == 1:
+            raise AuditError(
+                f"audit store {self.path} has schema version 1: "
+                "start pamwire once to migrate it to version 2"
+            )
         if version != SCHEMA_VERSION:
             raise AuditError(
                 f"audit store {self.path} has schema version {version}, "
                 f"this pamwire reads version {SCHEMA_VERSION}"
             )
 
-    def append_missing(self, events: Sequence[AuditEvent]) -> int:
-        """Insert the events whose ids the store lacks; returns how many were new."""
-        if not events:
+    # -- writing --
+
+    def append_records(
+        self, events: Sequence[ChainedEvent], marks: Sequence[Mark] = ()
+    ) -> None:
+        """Insert chained events and marks in one transaction.
+
+        A completion mark is also copied into its event's row, which may be in the
+        same call. After a checkpoint mark commits, the head file is rewritten.
+        Raises AuditWriteError with SQLite's reason when nothing was committed.
+        """
+        if not events and not marks:
+            return
+        self._write(events, marks, missing_only=False)
+
+    def append_missing(
+        self, events: Sequence[ChainedEvent], marks: Sequence[Mark] = ()
+    ) -> int:
+        """Insert the records the store lacks (recovery); returns how many were new."""
+        if not events and not marks:
             return 0
+        return self._write(events, marks, missing_only=True)
+
+    def _write(
+        self,
+        events: Sequence[ChainedEvent],
+        marks: Sequence[Mark],
+        *,
+        missing_only: bool,
+    ) -> int:
         with self._lock:
             conn = self._writable()
             try:
                 before = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(_INSERT_MISSING, map(_event_row, events))
+                    self._insert(conn, events, marks, missing_only=missing_only)
+                    self._check_identity()
+                    added = conn.total_changes - before
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
                     raise
-                return conn.total_changes - before
             except sqlite3.Error as exc:
                 raise AuditWriteError(
                     f"cannot write audit events to {self.path}: {exc}"
                 ) from exc
+        checkpoints = [m for m in marks if m.kind == "checkpoint"]
+        if checkpoints:
+            last = max(checkpoints, key=lambda m: m.seq)
+            try:
+                chain.write_head(self.path, last.writer, last.seq, last.hash)
+            except OSError as exc:
+                log.error("cannot write audit head file: %s", exc)
+        return added
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection,
+        events: Sequence[ChainedEvent],
+        marks: Sequence[Mark],
+        *,
+        missing_only: bool,
+    ) -> None:
+        # A completion whose event is in the same group goes into the event's own
+        # row: one insert instead of an insert and an update.
+        done = {m.event_id: m for m in marks if m.kind == "completion" and m.event_id}
+        if events:
+            sql = _INSERT_MISSING if missing_only else _INSERT
+            conn.executemany(sql, _event_rows(events, done))
+        if marks:
+            sql = _INSERT_MARK_MISSING if missing_only else _INSERT_MARK
+            conn.executemany(sql, map(_mark_row, marks))
+        if done:
+            conn.executemany(
+                _UPDATE, [(*_completion_values(m), m.event_id) for m in done.values()]
+            )
+
+    # Direct use without an AuditWriter (tools and tests): the store chains the
+    # records itself, under a writer id of its own.
 
     def append(self, events: Sequence[AuditEvent]) -> None:
-        """Insert events in one transaction; AuditWriteError if it did not commit."""
+        """Chain and insert events in one transaction; AuditWriteError on failure."""
         self.append_and_complete(events, ())
 
     def complete(self, completions: Sequence[Completion]) -> None:
-        """Record completions in one transaction; unknown event ids are skipped."""
+        """Chain and record completions in one transaction."""
         self.append_and_complete((), completions)
 
     def append_and_complete(
         self, events: Sequence[AuditEvent], completions: Sequence[Completion]
     ) -> None:
-        """Insert events, then record completions, all in one transaction.
-
-        Completions may refer to events of the same call. Raises AuditWriteError
-        with SQLite's reason when nothing was committed.
-        """
+        """Chain and insert events, then completions, in one transaction."""
         if not events and not completions:
             return
-        with self._lock:
-            conn = self._writable()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    # A completion whose event is in the same group goes into the
-                    # event's own row: one insert instead of an insert and an update.
-                    done = {c.event_id: c for c in completions}
-                    if events:
-                        conn.executemany(_INSERT_FULL, _full_rows(events, done))
-                    if done:
-                        conn.executemany(_UPDATE, map(_completion_row, done.values()))
-                    self._check_identity()
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise AuditWriteError(
-                    f"cannot write audit events to {self.path}: {exc}"
-                ) from exc
+        own = self._own_chain()
+        state = own.state()
+        marks: list[Mark] = []
+        if own.seq == 0:
+            marks.append(own.add_mark("start", time.time(), detail=None)[1])
+        chained = own.add_events(events)[1]
+        marks += own.add_completions(completions, time.time())[1]
+        try:
+            self.append_records(chained, marks)
+        except BaseException:
+            own.rewind(state)
+            raise
+
+    def _own_chain(self) -> chain.Chain:
+        if self._chain is None:
+            self._chain = chain.Chain(chain.new_writer_id())
+        return self._chain
 
     def _writable(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -268,14 +454,67 @@ class AuditStore:
                 f"audit store {self.path} was deleted or replaced while open"
             )
 
+    # -- reading --
+
+    def _read(
+        self, sql: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        with self._lock:
+            if self._conn is None:
+                raise AuditError(f"audit store {self.path} is closed")
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise AuditError(f"cannot read audit store {self.path}: {exc}") from exc
+
+    def newest_link(self) -> str | None:
+        """ "writer:seq:hash" of the newest record of the last writer that started."""
+        rows = self._read(
+            "SELECT writer FROM marks WHERE kind = 'start' ORDER BY row_no DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        writer = rows[0][0]
+        rows = self._read(
+            "SELECT seq, hash FROM (SELECT seq, hash FROM events WHERE writer = ?1"
+            " UNION ALL SELECT seq, hash FROM marks WHERE writer = ?1)"
+            " ORDER BY seq DESC LIMIT 1",
+            (writer,),
+        )
+        seq, digest = rows[0]
+        return chain.format_link(str(writer), int(seq), str(digest))  # type: ignore[call-overload]
+
+    def chained_events(self) -> Iterator[tuple[ChainedEvent, tuple[object, ...]]]:
+        """Every event with its chain place and completion columns, by writer, seq."""
+        sql = _SELECT + " ORDER BY writer, seq"
+        for row in self._read(sql):
+            event = event_from_row(row)
+            writer, seq, digest = row[_EVENT_WIDTH : _EVENT_WIDTH + 3]
+            item = ChainedEvent(event, writer, seq, digest)  # type: ignore[arg-type]
+            yield item, tuple(row[_EVENT_WIDTH + 3 :])
+
+    def marks(self) -> Iterator[Mark]:
+        """Every mark, by writer and seq."""
+        sql = f"SELECT {_q(MARK_COLUMNS)} FROM marks ORDER BY writer, seq"
+        for row in self._read(sql):
+            values = [_text_out(v) for v in row]
+            yield Mark(*values)  # type: ignore[arg-type]
+
     def search(self, q: SearchQuery) -> list[AuditRecord]:
         """The newest q.limit matching records, oldest first; AuditError on failure."""
         where: list[str] = []
         params: list[object] = []
-        for column in ("user", "target", "verdict", "session"):
-            value = getattr(q, column)
+        for column, value in (
+            ("user", q.user),
+            ("target", q.target),
+            ("verdict", q.verdict),
+            ("session", q.session),
+            ("statement_kind", q.kind),
+            ("rule", q.rule),
+            ("grant", q.grant),
+        ):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f'"{column}" = ?')
                 params.append(value)
         if q.since is not None:
             where.append("time >= ?")
@@ -289,27 +528,21 @@ class AuditStore:
                 " OR pw_icontains(detail, ?))"
             )
             params.extend([q.text.casefold()] * 3)
+        if q.table:
+            where.append(
+                "(pw_has_name(tables_read, ?) OR pw_has_name(tables_written, ?))"
+            )
+            params.extend([q.table] * 2)
 
         sql = _SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY time DESC, seq DESC LIMIT ?"
+        sql += " ORDER BY time DESC, row_no DESC LIMIT ?"
         params.append(q.limit)
 
-        with self._lock:
-            if self._conn is None:
-                raise AuditError(f"audit store {self.path} is closed")
-            try:
-                rows = self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise AuditError(
-                    f"cannot search audit store {self.path}: {exc}"
-                ) from exc
+        rows = self._read(sql, params)
         rows.reverse()
-        return [
-            AuditRecord(AuditEvent(*row[:_EVENT_WIDTH]), *row[_EVENT_WIDTH:])
-            for row in rows
-        ]
+        return [_record(row) for row in rows]
 
     def close(self) -> None:
         """Close the connection; later writes raise AuditWriteError. Idempotent."""
@@ -317,6 +550,63 @@ class AuditStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _record(row: Sequence[Any]) -> AuditRecord:
+    writer, seq, _, duration_ms, outcome, sqlstate, rows = row[_EVENT_WIDTH:]
+    return AuditRecord(
+        event_from_row(row),
+        duration_ms=duration_ms,
+        outcome=outcome,
+        sqlstate=sqlstate,
+        rows=rows,
+        writer=writer,
+        seq=seq,
+    )
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> tuple[str, int, str]:
+    """Add the version-2 columns and tables, and chain the existing rows as they are.
+
+    Returns the head (writer, seq, hash) of the new chain for the head file.
+    """
+    for statement in _MIGRATE_1_TO_2:
+        conn.execute(statement)
+    migrated = chain.Chain("migrated-" + chain.new_writer_id()[:8])
+    now = time.time()
+    marks = [
+        migrated.add_mark("start", now, detail="migrated from schema version 1")[1]
+    ]
+    rows = conn.execute(
+        _SELECT.replace("SELECT ", "SELECT row_no, ", 1) + " ORDER BY row_no"
+    )
+    updates: list[tuple[object, ...]] = []
+    for row in rows.fetchall():
+        row_no, values = row[0], row[1:]
+        event = event_from_row(values)
+        (item,) = migrated.add_events([event])[1]
+        updates.append((item.writer, item.seq, item.hash, row_no))
+        duration_ms, outcome, sqlstate, rows_count = values[_EVENT_WIDTH + 3 :]
+        if outcome is not None:
+            marks.append(
+                migrated.add_mark(
+                    "completion",
+                    event.time,
+                    event_id=event.event_id,
+                    duration_ms=duration_ms,
+                    outcome=outcome,
+                    sqlstate=sqlstate,
+                    rows=rows_count,
+                )[1]
+            )
+    marks.append(migrated.add_mark("checkpoint", now)[1])
+    conn.executemany(
+        "UPDATE events SET writer = ?, seq = ?, hash = ? WHERE row_no = ?", updates
+    )
+    conn.executemany(_INSERT_MARK, map(_mark_row, marks))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    last = marks[-1]
+    return last.writer, last.seq, last.hash
 
 
 def _create_private(path: pathlib.Path) -> None:
@@ -344,6 +634,15 @@ def _user_version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-def _icontains(haystack: str | None, needle: str) -> bool:
+def _icontains(haystack: str | bytes | None, needle: str) -> bool:
     # Python's casefold handles non-ASCII text, which SQLite's LIKE does not.
+    if isinstance(haystack, bytes):
+        haystack = haystack.decode("utf-8", "surrogateescape")
     return haystack is not None and needle in haystack.casefold()
+
+
+def _has_name(names: str | None, name: str) -> bool:
+    # A table given without a schema matches it in any schema.
+    if not names:
+        return False
+    return any(n == name or n.endswith("." + name) for n in json.loads(names))

@@ -214,7 +214,22 @@ def test_format_json_lines_has_every_field(store: AuditStore) -> None:
         "outcome",
         "sqlstate",
         "rows",
+        # Added in schema version 2.
+        "grant",
+        "approvers",
+        "protocol",
+        "db_account",
+        "tables_read",
+        "tables_written",
+        "functions",
+        "params",
+        "schema",
+        "writer",
+        "seq",
     }
+    assert objects[0]["schema"] == 2
+    assert objects[0]["tables_read"] == []
+    assert isinstance(objects[0]["seq"], int)
     assert objects[0]["time"] == "2026-12-04T10:00:00.000000Z"
     assert objects[1]["duration_ms"] == 2.5
     assert objects[1]["rows"] == 7

@@ -13,6 +13,7 @@ import pytest
 from pamwire.audit.events import SCHEMA_VERSION, AuditEvent, Completion
 from pamwire.audit.search import SearchQuery
 from pamwire.audit.store import (
+    CHAIN_COLUMNS,
     COMPLETION_COLUMNS,
     EVENT_COLUMNS,
     AuditError,
@@ -129,7 +130,14 @@ def test_store_uses_wal_and_schema_version(
         columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
     finally:
         conn.close()
-    assert columns == ["seq", *EVENT_COLUMNS, *COMPLETION_COLUMNS]
+    # Version-1 columns first, then those added by version 2, as a migration has them.
+    assert columns == [
+        "row_no",
+        *EVENT_COLUMNS[:16],
+        *COMPLETION_COLUMNS,
+        *EVENT_COLUMNS[16:],
+        *CHAIN_COLUMNS,
+    ]
 
 
 def test_store_reopen_keeps_events(path: pathlib.Path) -> None:
@@ -151,7 +159,7 @@ def test_store_refuses_newer_schema_version(path: pathlib.Path) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
 
-    with pytest.raises(AuditError, match="schema version 2"):
+    with pytest.raises(AuditError, match=f"schema version {SCHEMA_VERSION + 1}"):
         AuditStore(path)
 
 

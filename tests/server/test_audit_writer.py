@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from pamwire.audit.chain import ChainedEvent, Mark
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.search import SearchQuery
 from pamwire.audit.store import AuditStore, AuditWriteError
@@ -32,13 +33,14 @@ class CountingStore(AuditStore):
         self._gate = threading.Event()
         self._gate.set()
 
-    def append_and_complete(
-        self, events: Sequence[AuditEvent], completions: Sequence[Completion]
+    def append_records(
+        self, events: Sequence[ChainedEvent], marks: Sequence[Mark] = ()
     ) -> None:
-        self.batches.append((len(events), len(completions)))
+        completions = sum(mark.kind == "completion" for mark in marks)
+        self.batches.append((len(events), completions))
         self.entered.set()
         assert self._gate.wait(timeout=10), "test never released the store"
-        super().append_and_complete(events, completions)
+        super().append_records(events, marks)
 
     def hold(self) -> None:
         self.entered.clear()
@@ -130,7 +132,8 @@ async def test_writer_write_all_spanning_batches(store: CountingStore) -> None:
         await writer.write_all(events)
         assert store.event_ids() == [e.event_id for e in events]
         await writer.aclose()
-    assert store.batches == [(2, 0), (2, 0), (1, 0)]
+    # The last group is the closing checkpoint.
+    assert store.batches == [(2, 0), (2, 0), (1, 0), (0, 0)]
 
 
 async def test_writer_write_all_raises_when_its_batch_fails(
@@ -275,7 +278,8 @@ async def test_writer_refuses_writes_after_close(
     with pytest.raises(AuditWriteError, match="closed"):
         writer.write_nowait(make_event())
     writer.complete(Completion("0" * 32, 1.0, "ok", None, 0))  # dropped, no error
-    assert store.batches == []
+    # Only the writer's start mark and first checkpoint were written.
+    assert store.batches == [(0, 0)]
 
 
 async def test_writer_cancelled_run_fails_the_waiting_batch(

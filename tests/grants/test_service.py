@@ -1,0 +1,282 @@
+"""Tests of the grant operations with a fake minter and a fake clock."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+
+import pytest
+
+from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
+from pamwire.grants.service import GrantService, account_name
+from pamwire.grants.store import AccountState, State
+from tests.grants.conftest import (
+    ADMIN_ENV,
+    FakeClock,
+    FakeMinter,
+    document,
+    make_service,
+)
+
+
+def active_grant(service: GrantService, role: str = "read-only") -> int:
+    grant = service.request("alice", "app", role, 3600, "incident 42")
+    service.approve(grant.id, "bob")
+    return grant.id
+
+
+def test_service_request_approve_mints_account(
+    service: GrantService, minter: FakeMinter, clock: FakeClock
+) -> None:
+    grant = service.request("alice", "app", "read-only", 1800, "incident 42")
+    assert grant.state is State.REQUESTED
+    clock.now += 10
+    approved = service.approve(grant.id, "bob")
+    assert approved.state is State.APPROVED
+    assert approved.approved_at == clock.now
+    assert approved.expires_at == clock.now + 1800
+    assert approved.account == f"pamwire_alice_{grant.id}"
+    account = minter.accounts[approved.account]
+    assert account.role == "ro"
+    assert account.owner == "postgres"
+    assert account.expires_at == approved.expires_at
+    assert account.password is not None
+    credential = service.credential(approved)
+    assert credential.user == approved.account
+    assert credential.password == account.password.reveal()
+    actions = [(e.actor, e.action) for e in service.show(grant.id).history]
+    assert actions == [("alice", "requested"), ("bob", "approval"), ("bob", "approved")]
+
+
+def test_service_request_defaults_and_refusals(service: GrantService) -> None:
+    grant = service.request("alice", "app", reason="why")
+    assert (grant.role, grant.duration) == ("read-only", 3600)
+    with pytest.raises(PolicyError, match="needs a reason"):
+        service.request("alice", "app", "read-only", 60, None)
+    with pytest.raises(PolicyError, match="exceeds the longest grant"):
+        service.request("alice", "app", "read-only", 9 * 3600, "x")
+    with pytest.raises(GrantError, match="takes no grants"):
+        service.request("alice", "plain", None, 60, "x")
+    with pytest.raises(GrantError, match="no target named 'nope'"):
+        service.request("alice", "nope", None, 60, "x")
+    with pytest.raises(GrantError, match="invalid person name"):
+        service.request("al ice", "app", None, 60, "x")
+
+
+def test_service_self_and_stranger_approval_refused(service: GrantService) -> None:
+    grant = service.request("bob", "app", "read-only", 60, "x")
+    with pytest.raises(PolicyError, match="cannot approve her own request"):
+        service.approve(grant.id, "bob")
+    with pytest.raises(PolicyError, match="'mallory' may not approve"):
+        service.approve(grant.id, "mallory")
+    assert service.show(grant.id).approvals == []
+    assert service.approve(grant.id, "carol").state is State.APPROVED
+    with pytest.raises(GrantError, match="is approved, not requested"):
+        service.approve(grant.id, "carol")
+
+
+def test_service_two_approvals_needed(
+    tmp_path: pathlib.Path,
+    clock: FakeClock,
+    minter: FakeMinter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ADMIN_ENV, "pw")
+    service = make_service(document(approvals_needed=2), tmp_path, clock, minter)
+    grant = service.request("alice", "app", "read-only", 60, "x")
+    assert service.approve(grant.id, "bob").state is State.REQUESTED
+    assert service.approve(grant.id, "bob").state is State.REQUESTED  # counted once
+    assert not minter.accounts
+    assert service.approve(grant.id, "carol").state is State.APPROVED
+    assert len(service.show(grant.id).approvals) == 2
+    service.close()
+
+
+def test_service_failed_mint_leaves_grant_requested(
+    service: GrantService, minter: FakeMinter
+) -> None:
+    grant = service.request("alice", "app", "read-only", 60, "x")
+    minter.fail_mint = 'role "ro" does not exist'
+    with pytest.raises(MintError, match="could not be created, so it is not active"):
+        service.approve(grant.id, "bob")
+    failed = service.show(grant.id)
+    assert failed.grant.state is State.REQUESTED
+    assert failed.grant.account_state is AccountState.NONE
+    assert failed.grant.last_error is not None
+    assert 'role "ro" does not exist' in failed.grant.last_error
+    assert failed.history[-1].action == "mint_failed"
+    assert service.store.sealed_password(grant.id) is None
+    # approving again retries
+    minter.fail_mint = None
+    assert service.approve(grant.id, "bob").state is State.APPROVED
+
+
+def test_service_missing_admin_password_is_a_failed_mint(
+    service: GrantService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ADMIN_ENV)
+    grant = service.request("alice", "app", "read-only", 60, "x")
+    with pytest.raises(MintError, match=f"{ADMIN_ENV} is not set"):
+        service.approve(grant.id, "bob")
+    assert service.show(grant.id).grant.state is State.REQUESTED
+
+
+def test_service_deny(service: GrantService) -> None:
+    grant = service.request("alice", "app", "read-only", 60, "x")
+    with pytest.raises(PolicyError, match="'mallory' may not end grant"):
+        service.deny(grant.id, "mallory")
+    denied = service.deny(grant.id, "carol", "not now")
+    assert denied.state is State.DENIED
+    assert service.show(grant.id).history[-1].detail == "not now"
+    with pytest.raises(GrantError, match="is denied, not requested"):
+        service.approve(grant.id, "bob")
+    # the person herself may withdraw her request
+    other = service.request("alice", "app", "read-only", 60, "x")
+    assert service.deny(other.id, "alice").state is State.DENIED
+
+
+def test_service_revoke_removes_account(
+    service: GrantService, minter: FakeMinter
+) -> None:
+    grant_id = active_grant(service)
+    with pytest.raises(PolicyError):
+        service.revoke(grant_id, "mallory")
+    revoked = service.revoke(grant_id, "carol", "done")
+    assert revoked.state is State.REVOKED
+    assert revoked.account_state is AccountState.REMOVED
+    assert minter.removed == [revoked.account]
+    assert service.store.sealed_password(grant_id) is None
+    assert service.active_grant_ids() == frozenset()
+    with pytest.raises(GrantError, match="is revoked, not approved"):
+        service.revoke(grant_id, "carol")
+
+
+def test_service_expiry_and_retry_of_failed_cleanup(
+    service: GrantService, minter: FakeMinter, clock: FakeClock
+) -> None:
+    grant_id = active_grant(service)
+    assert service.active_grant_ids() == {grant_id}
+    assert service.expire_due() == []
+    clock.now += 3600  # the end itself is no longer active
+    assert service.active_grant_ids() == frozenset()
+    minter.fail_remove = "server unreachable"
+    [ended] = service.expire_due()
+    assert ended.state is State.EXPIRED
+    assert ended.account_state is AccountState.ACTIVE
+    assert ended.last_error == "server unreachable"
+    # retried only after the pause, which doubles
+    clock.now += 1
+    service.expire_due()
+    assert service.show(grant_id).grant.cleanup_attempts == 1
+    clock.now += 2
+    service.expire_due()
+    assert service.show(grant_id).grant.cleanup_attempts == 2
+    minter.fail_remove = None
+    clock.now += 4
+    service.expire_due()
+    done = service.show(grant_id)
+    assert done.grant.account_state is AccountState.REMOVED
+    assert [e.action for e in done.history][-4:] == [
+        "expired",
+        "cleanup_failed",
+        "cleanup_failed",
+        "account_removed",
+    ]
+
+
+def test_service_catch_up_after_downtime(
+    tmp_path: pathlib.Path,
+    clock: FakeClock,
+    minter: FakeMinter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ADMIN_ENV, "pw")
+    first = make_service(document(), tmp_path, clock, minter)
+    grant_id = active_grant(first)
+    first.close()
+    clock.now += 7200
+    second = make_service(document(), tmp_path, clock, minter)
+    [ended] = second.catch_up()
+    assert ended.id == grant_id
+    assert second.show(grant_id).grant.account_state is AccountState.REMOVED
+    second.close()
+
+
+def test_service_abandoned_mint_is_cleaned_up(
+    service: GrantService, minter: FakeMinter, clock: FakeClock
+) -> None:
+    grant = service.request("alice", "app", "read-only", 60, "x")
+    # a process claimed the mint and died
+    assert service.store.claim_mint(grant.id, "pamwire_alice_1", clock.now, 0)
+    service.expire_due()
+    assert minter.removed == []
+    clock.now += 301
+    service.expire_due()
+    assert minter.removed == ["pamwire_alice_1"]
+    assert service.show(grant.id).grant.account_state is AccountState.REMOVED
+
+
+def test_service_denied_while_minting(
+    service: GrantService, minter: FakeMinter
+) -> None:
+    grant = service.request("alice", "app", "read-only", 60, "x")
+    real_mint = minter.mint
+
+    def mint_then_deny(*args: object) -> None:
+        real_mint(*args)  # type: ignore[arg-type]
+        service.deny(grant.id, "carol")
+
+    minter.mint = mint_then_deny  # type: ignore[method-assign]
+    with pytest.raises(GrantError, match="ended while its account was created"):
+        service.approve(grant.id, "bob")
+    assert minter.accounts == {}
+    assert service.show(grant.id).grant.state is State.DENIED
+
+
+def test_service_find_active_narrowest_or_chosen(
+    service: GrantService, clock: FakeClock
+) -> None:
+    with pytest.raises(NoActiveGrant) as info:
+        service.find_active("alice", "app")
+    assert "pamwire grant request app --role ROLE" in str(info.value)
+    rw = active_grant(service, "read-write")
+    assert service.find_active("alice", "app").id == rw
+    ro = active_grant(service, "read-only")
+    assert service.find_active("alice", "app").id == ro
+    assert service.find_active("alice", "app", "read-write").id == rw
+    assert service.active_grant_ids() == {ro, rw}
+    with pytest.raises(NoActiveGrant, match="no active grant for role 'read-only'"):
+        service.find_active("bob", "app", "read-only")
+    clock.now += 3600
+    with pytest.raises(NoActiveGrant):
+        service.find_active("alice", "app")
+
+
+def test_service_list_filters(service: GrantService) -> None:
+    first = active_grant(service)
+    service.request("carol", "app", "read-only", 60, "x")
+    assert [g.id for g in service.list(active=True)] == [first]
+    assert [g.person for g in service.list(person="carol")] == ["carol"]
+    assert len(service.list(target="app")) == 2
+    assert service.list(target="plain") == []
+
+
+def test_service_no_plain_password_in_store(
+    service: GrantService, tmp_path: pathlib.Path
+) -> None:
+    grant_id = active_grant(service)
+    password = service.credential(service.show(grant_id).grant).password
+    db = sqlite3.connect(tmp_path / "grants.db")
+    db.execute("PRAGMA wal_checkpoint(FULL)")
+    db.close()
+    for path in tmp_path.iterdir():
+        assert password.encode() not in path.read_bytes(), path
+
+
+def test_account_names() -> None:
+    assert (
+        account_name("pamwire_", "Alice.Smith@corp", 7) == "pamwire_alice_smith_corp_7"
+    )
+    long = account_name("pamwire_", "x" * 63, 123456)
+    assert len(long) == 63
+    assert long.endswith("_123456")

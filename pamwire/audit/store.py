@@ -418,7 +418,10 @@ class AuditStore:
     def append_and_complete(
         self, events: Sequence[AuditEvent], completions: Sequence[Completion]
     ) -> None:
-        """Chain and insert events, then completions, in one transaction."""
+        """Chain and insert events, then completions, in one transaction.
+
+        Each call ends with a checkpoint, so the head file follows every call.
+        """
         if not events and not completions:
             return
         own = self._own_chain()
@@ -428,6 +431,7 @@ class AuditStore:
             marks.append(own.add_mark("start", time.time(), detail=None)[1])
         chained = own.add_events(events)[1]
         marks += own.add_completions(completions, time.time())[1]
+        marks.append(own.add_mark("checkpoint", time.time())[1])
         try:
             self.append_records(chained, marks)
         except BaseException:

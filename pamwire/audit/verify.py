@@ -1,0 +1,154 @@
+"""`pamwire log verify`: check the audit trail's hash chains, links and head file.
+
+It reads the store only (never the journal, which a running pamwire is still
+copying), recomputes every record's hash from its stored columns, and reports each
+problem with the writer, sequence number and record it concerns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import pathlib
+from collections.abc import Iterator
+
+from pamwire.audit import chain
+from pamwire.audit.chain import Chains, StoredRecord
+from pamwire.audit.store import AuditError, AuditStore
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `pamwire log verify` to parser."""
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only problems, not the summary"
+    )
+
+
+def run_verify(store_path: pathlib.Path) -> tuple[bool, list[str]]:
+    """Verify the trail in the store at store_path: (ok, report lines).
+
+    Never writes. A store that cannot be opened or read is reported as a problem
+    (not ok) rather than raised.
+    """
+    try:
+        store = AuditStore(store_path, read_only=True)
+    except AuditError as exc:
+        return False, [f"problem: {exc}"]
+    try:
+        problems, summary = verify_store(store)
+    except AuditError as exc:
+        return False, [f"problem: {exc}"]
+    finally:
+        store.close()
+    lines = [f"problem: {p}" for p in problems] + summary
+    lines.append("trail verified: no problems" if not problems else "trail FAILED")
+    return not problems, lines
+
+
+def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
+    """Problems and summary lines for an open store."""
+    completions: dict[str, chain.Mark] = {}
+    links: list[tuple[str, str]] = []
+    copies: dict[str, tuple[object, ...]] = {}
+    counts = {"events": 0, "marks": 0}
+
+    def events() -> Iterator[StoredRecord]:
+        for item, completion in store.chained_events():
+            counts["events"] += 1
+            copies[item.event.event_id] = completion
+            yield StoredRecord(
+                item.writer,
+                item.seq,
+                chain.event_bytes(item.event, item.writer, item.seq),
+                item.hash,
+                f"event {item.event.event_id}",
+            )
+
+    def marks() -> Iterator[StoredRecord]:
+        for mark in store.marks():
+            counts["marks"] += 1
+            label = f"{mark.kind} mark"
+            if mark.kind == "completion" and mark.event_id:
+                label += f" of event {mark.event_id}"
+                completions[mark.event_id] = mark
+            if mark.kind == "start" and mark.detail:
+                where = f"start of writer {mark.writer}"
+                links.extend(
+                    (w, where) for w in mark.detail.split() if w.count(":") == 2
+                )
+            yield StoredRecord(
+                mark.writer, mark.seq, chain.mark_bytes(mark), mark.hash, label
+            )
+
+    records = heapq.merge(events(), marks(), key=lambda r: (r.writer, r.seq))
+    problems, chains = chain.check_chains(records)
+    problems += _check_starts(chains)
+    for link, where in links:
+        problems += chain.check_link(chains, link, where)
+    problems += _check_head(store.path, chains, counts["events"] + counts["marks"])
+    problems += _check_copies(copies, completions)
+
+    summary = [
+        f"{counts['events']} events and {counts['marks']} marks "
+        f"in {len(chains)} writer chains"
+    ]
+    head = chain.read_head(store.path)
+    if head:
+        summary.append(f"head file checkpoint: {head}")
+    return problems, summary
+
+
+def _check_starts(chains: Chains) -> list[str]:
+    problems = []
+    for writer, seen in sorted(chains.items()):
+        first = seen.get(1)
+        if first is not None and first.label != "start mark":
+            problems.append(
+                f"writer {writer} seq 1 ({first.label}) is not a start mark: "
+                "the chain's first records were replaced"
+            )
+    return problems
+
+
+def _check_head(path: pathlib.Path, chains: Chains, records: int) -> list[str]:
+    try:
+        head = chain.read_head(path)
+    except OSError as exc:
+        return [f"cannot read the head file: {exc}"]
+    if head is None:
+        if records:
+            return [
+                f"head file {chain.head_path(path).name} is missing: a truncation "
+                "of the newest records cannot be ruled out"
+            ]
+        return []
+    return chain.check_link(chains, head, "the head file")
+
+
+def _check_copies(
+    copies: dict[str, tuple[object, ...]], completions: dict[str, chain.Mark]
+) -> list[str]:
+    """Each event's completion columns must equal its last chained completion."""
+    problems = []
+    for event_id, columns in copies.items():
+        mark = completions.get(event_id)
+        expected = (
+            (None, None, None, None)
+            if mark is None
+            else (mark.duration_ms, mark.outcome, mark.sqlstate, mark.rows)
+        )
+        if tuple(columns) != expected:
+            where = "no completion mark" if mark is None else f"seq {mark.seq}"
+            problems.append(
+                f"event {event_id}: completion columns {tuple(columns)} differ from "
+                f"its chained completion ({where}): edited"
+            )
+    return problems
+
+
+def verify_command(store_path: pathlib.Path, *, quiet: bool = False) -> tuple[int, str]:
+    """The exit status (0 verified, 1 not) and the report text to print."""
+    ok, lines = run_verify(store_path)
+    if quiet:
+        lines = [line for line in lines if line.startswith("problem")]
+    return (0 if ok else 1), "".join(line + "\n" for line in lines)

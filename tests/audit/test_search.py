@@ -389,3 +389,86 @@ def test_run_search_rejects_since_after_until(store: AuditStore) -> None:
     args = parser().parse_args(["--since", "2026-12-05", "--until", "2026-12-04"])
     with pytest.raises(PamwireError, match=r"--since 2026-12-05.* is after --until"):
         run_search(store, args)
+
+
+# Filters and formats added with schema version 2
+
+
+@pytest.fixture
+def facts_store(tmp_path: pathlib.Path) -> Iterator[AuditStore]:
+    store = AuditStore(tmp_path / "facts.db")
+    store.append(
+        [
+            make_event(
+                statement="SELECT * FROM public.orders",
+                tables_read=["public.orders"],
+                grant="g-17",
+            ),
+            make_event(
+                statement="DELETE FROM sales.orders_archive",
+                statement_kind="delete",
+                tables_written=["sales.orders_archive"],
+                rule="no-unscoped-delete",
+                verdict="deny",
+            ),
+            make_event(statement='=HYPERLINK("x")', functions=["now", "abs"]),
+        ]
+    )
+    yield store
+    store.close()
+
+
+def statements(store: AuditStore, **filters: object) -> list[str | None]:
+    return [e.statement for e in found(store, **filters)]
+
+
+def test_search_by_statement_kind(facts_store: AuditStore) -> None:
+    assert statements(facts_store, kind="delete") == [
+        "DELETE FROM sales.orders_archive"
+    ]
+
+
+def test_search_by_table_with_or_without_schema(facts_store: AuditStore) -> None:
+    orders = ["SELECT * FROM public.orders"]
+    assert statements(facts_store, table="orders") == orders
+    assert statements(facts_store, table="public.orders") == orders
+    assert statements(facts_store, table="sales.orders") == []
+    assert statements(facts_store, table="orders_archive") == [
+        "DELETE FROM sales.orders_archive"
+    ]
+
+
+def test_search_by_rule_and_grant(facts_store: AuditStore) -> None:
+    assert statements(facts_store, rule="no-unscoped-delete") == [
+        "DELETE FROM sales.orders_archive"
+    ]
+    assert statements(facts_store, grant="g-17") == ["SELECT * FROM public.orders"]
+
+
+def test_run_search_csv(facts_store: AuditStore) -> None:
+    import csv
+    import io
+
+    args = parser().parse_args(["--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(run_search(facts_store, args))))
+    assert len(rows) == 3
+    assert rows[0]["tables_read"] == "public.orders"
+    assert rows[0]["rule"] == ""
+    assert rows[2]["functions"] == "abs now"
+    # A cell a spreadsheet would run as a formula is shown as text.
+    assert rows[2]["statement"] == '\'=HYPERLINK("x")'
+    assert list(rows[0])[:3] == ["time", "session", "user"]
+
+
+def test_format_csv_of_nothing_is_the_header() -> None:
+    from pamwire.audit.search import format_csv
+
+    header = format_csv([]).strip().split(",")
+    assert header[:3] == ["time", "session", "user"] and "seq" in header
+
+
+def test_arguments_new_filters() -> None:
+    args = parser().parse_args(
+        ["--kind", "drop", "--table", "t", "--rule", "r", "--grant", "g"]
+    )
+    assert (args.kind, args.table, args.rule, args.grant) == ("drop", "t", "r", "g")

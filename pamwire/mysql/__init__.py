@@ -1,0 +1,1 @@
+"""MySQL/MariaDB protocol: framing, codec, reply tracking and authentication."""

@@ -456,12 +456,15 @@ class AuditWriter:
     ) -> None:
         if batch.error is None:
             batch.error = "audit writer stopped before the event was written"
+        now = self._clock()
         if self._journal is None:
             # Nothing else was chained meanwhile (without a journal only this task
             # chains), so the records of this batch leave the chain again; marks
             # chained before it wait for the next batch.
             self.chain.rewind(state)
-            self._since_checkpoint, self._first_since_checkpoint = counted
+            # The checkpoint timer restarts, so a broken store is not retried in a
+            # tight loop by an idle writer.
+            self._since_checkpoint, self._first_since_checkpoint = counted[0], now
             self._marks = ready + self._marks
         elif len(batch) or ready:
             # The records are safe in the journal; keep all of it for recovery.

@@ -320,3 +320,36 @@ def test_writer_rejects_a_max_batch_below_one(tmp_path: pathlib.Path) -> None:
             AuditWriter(store, max_batch=0)
     finally:
         store.close()
+
+
+async def test_writer_checkpoints_an_idle_chain_after_the_interval(
+    store: CountingStore,
+) -> None:
+    from pamwire.audit import chain
+
+    writer = AuditWriter(store, checkpoint_interval=0.05, completion_delay=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.write(make_event())
+        with trio.fail_after(5):
+            # start 1, checkpoint 2, the event 3, then the idle checkpoint 4
+            while chain.read_head(store.path) != chain.format_link(
+                writer.writer_id, 4, writer.chain.head.hex()
+            ):
+                await trio.sleep(0.01)
+        await writer.aclose()
+    kinds = [mark.kind for mark in store.marks()]
+    assert kinds == ["start", "checkpoint", "checkpoint"]
+
+
+async def test_writer_checkpoints_after_checkpoint_every_records(
+    store: CountingStore,
+) -> None:
+    writer = AuditWriter(store, checkpoint_every=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        for _ in range(4):
+            await writer.write(make_event())
+        await writer.aclose()
+    seqs = [mark.seq for mark in store.marks() if mark.kind == "checkpoint"]
+    assert seqs == [2, 5, 8]

@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(func=_cmd_user_remove)
 
+    from pamwire.grants.cli import add_grant_commands
+
+    add_grant_commands(sub, common)
+
     logp = sub.add_parser("log", help="the audit trail")
     log_sub = logp.add_subparsers(title="log commands", metavar="ACTION")
     p = log_sub.add_parser("search", parents=[common], help="search statement events")
@@ -91,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
 
     add_search_arguments(p)
     p.set_defaults(func=_cmd_log_search)
+    p = log_sub.add_parser(
+        "verify", parents=[common], help="check the audit trail for gaps and edits"
+    )
+    from pamwire.audit.verify import add_verify_arguments
+
+    add_verify_arguments(p)
+    p.set_defaults(func=_cmd_log_verify)
 
     rules = sub.add_parser("rules", help="rule files")
     rules_sub = rules.add_subparsers(title="rules commands", metavar="ACTION")
@@ -241,6 +252,16 @@ def _cmd_log_search(args: argparse.Namespace) -> int:
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
+
+
+def _cmd_log_verify(args: argparse.Namespace) -> int:
+    from pamwire.audit.verify import verify_command
+
+    config = _config(args)
+    code, text = verify_command(config.resolve(config.audit.path), quiet=args.quiet)
+    if text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return code
 
 
 def _rule_paths(args: argparse.Namespace) -> list[Path]:

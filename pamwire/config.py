@@ -21,6 +21,9 @@ import attrs
 
 from pamwire.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from pamwire.grants.config import GrantsConfig
+
 DEFAULT_CONFIG_NAME = "pamwire.toml"
 CONFIG_ENV = "PAMWIRE_CONFIG"
 PROTOCOLS = ("postgres", "mysql")
@@ -73,6 +76,16 @@ class AuditConfig:
     """Where the audit trail is written."""
 
     path: str = _help("SQLite file of the audit trail", "audit.db")
+    fsync_interval: float = _help(
+        "seconds between grouped fsyncs of the audit journal", 0.1
+    )
+    strict: bool = _help(
+        "wait for the fsync covering a statement's event before forwarding it", False
+    )
+    checkpoint_every: int = _help("records between hash-chain checkpoints", 1000)
+    checkpoint_interval: float = _help(
+        "longest time, in seconds, from a record to the next checkpoint", 10.0
+    )
 
 
 @attrs.frozen
@@ -102,6 +115,8 @@ class Config:
     audit: AuditConfig
     users: UsersConfig
     rules: RulesConfig
+    # The [grants] table and each target's grants table (pamwire/grants/config.py).
+    grants: GrantsConfig | None = None
 
     def resolve(self, value: str) -> Path:
         """A path from the file, taken relative to the file's own folder."""
@@ -156,7 +171,13 @@ def load_config(path: Path) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
-    return parse_config(raw, path)
+    # Grant settings are declared beside the grant code; imported here, not at the
+    # top, because that module builds on this one.
+    from pamwire.grants.config import parse_grants_config, without_grants
+
+    config = parse_config(without_grants(raw), path)
+    grants = parse_grants_config(raw, path)
+    return attrs.evolve(config, grants=grants)
 
 
 _TOP_KEYS = ("listener", "target", "audit", "users", "rules")
@@ -202,6 +223,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
 
 def _validate(config: Config, fpath: str) -> None:
+    _validate_audit(config.audit, fpath)
     seen: set[tuple[str, int]] = set()
     for i, listener in enumerate(config.listeners):
         key = f"listener[{i}]"
@@ -236,6 +258,16 @@ def _validate(config: Config, fpath: str) -> None:
                 path=fpath,
                 key=f"{key}.connect_timeout",
             )
+
+
+def _validate_audit(audit: AuditConfig, fpath: str) -> None:
+    for key, value in (
+        ("fsync_interval", audit.fsync_interval),
+        ("checkpoint_interval", audit.checkpoint_interval),
+        ("checkpoint_every", audit.checkpoint_every),
+    ):
+        if value <= 0:
+            raise ConfigError("must be positive", path=fpath, key=f"audit.{key}")
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], fpath: str, key: str) -> None:

@@ -18,10 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pamwire.config import Target
+from pamwire.errors import ProtocolError
 from pamwire.grants import GrantError, NoActiveGrant
 from pamwire.grants.service import GrantService
 from pamwire.grants.store import Grant
-from pamwire.server.credentials import CredentialProvider, UpstreamCredential
+from pamwire.pg.startup import split_options
+from pamwire.server.credentials import (
+    CredentialProvider,
+    SessionLogin,
+    UpstreamCredential,
+)
 
 ROLE_PARAMETER = "pamwire.role"
 LOGIN_SEPARATOR = "/"
@@ -64,7 +70,10 @@ def requested_role(
 def _role_from_options(options: str) -> str | None:
     """Find pamwire.role in a libpq options string (PostgreSQL splits it on
     whitespace; a backslash makes the next character literal)."""
-    words = _split_options(options)
+    try:
+        words = split_options(options)
+    except ProtocolError:
+        return None
     role: str | None = None
     for i, word in enumerate(words):
         setting: str | None = None
@@ -77,27 +86,6 @@ def _role_from_options(options: str) -> str | None:
             if equals and name.replace("-", "_") == ROLE_PARAMETER:
                 role = value
     return role
-
-
-def _split_options(options: str) -> list[str]:
-    words: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in options:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char.isspace():
-            if current:
-                words.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-    if current:
-        words.append("".join(current))
-    return words
 
 
 class GrantCredentials(CredentialProvider):
@@ -119,6 +107,14 @@ class GrantCredentials(CredentialProvider):
         names the command to request one."""
         return self.service.find_active(person, target.name, role)
 
+    def login_for(self, person: str, target: Target, role: str | None) -> SessionLogin:
+        """The grant's account, its id and role; the fallback for targets without
+        grants. Raises NoActiveGrant naming the command to request one."""
+        if target.name not in self.service.grants.targets and self.fallback:
+            return self.fallback.login_for(person, target, role)
+        grant = self.grant_for(person, target, role)
+        return SessionLogin(self.service.credential(grant), grant.id, grant.role)
+
     def credential_for(
         self, person: str, target: Target, role: str | None = None
     ) -> UpstreamCredential:
@@ -126,5 +122,5 @@ class GrantCredentials(CredentialProvider):
         if target.name not in self.service.grants.targets and self.fallback:
             if role is not None:
                 raise NoActiveGrant(f"target {target.name!r} takes no grant roles")
-            return self.fallback.credential_for(person, target)
+            return self.fallback.login_for(person, target, None).credential
         return self.service.credential(self.grant_for(person, target, role))

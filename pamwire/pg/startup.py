@@ -120,3 +120,26 @@ def parse_search_path(value: str, *, user: str) -> tuple[str, ...]:
             name = name.lower()
         schemas.append(user if name == "$user" else name)
     return tuple(schemas)
+
+
+# Startup parameters that are pamwire's own (e.g. pamwire.role) never go upstream.
+PAMWIRE_PREFIX = "pamwire."
+
+
+def for_upstream(parameters: dict[str, str]) -> dict[str, str]:
+    """The startup parameters to pass on: pamwire's own ones removed, also from
+    `options` (which is rebuilt only when it held one of them)."""
+    out = {k: v for k, v in parameters.items() if not k.startswith(PAMWIRE_PREFIX)}
+    options = out.get("options")
+    if options and PAMWIRE_PREFIX in options:
+        kept = [
+            (name, value)
+            for name, value in option_settings(options)
+            if not name.startswith(PAMWIRE_PREFIX)
+        ]
+        out["options"] = " ".join(f"-c {_escape(n)}={_escape(v)}" for n, v in kept)
+    return out
+
+
+def _escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace(" ", "\\ ")

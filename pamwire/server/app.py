@@ -17,11 +17,13 @@ from pamwire.audit import journal
 from pamwire.audit.store import AuditStore
 from pamwire.config import Config, Listener
 from pamwire.errors import PamwireError
+from pamwire.grants.credentials import GrantCredentials
+from pamwire.grants.service import GrantService
 from pamwire.rules.engine import RuleSet
 from pamwire.rules.loader import load_rules
 from pamwire.server.audit_writer import AuditWriter
 from pamwire.server.context import ServerContext
-from pamwire.server.credentials import ConfiguredCredentials
+from pamwire.server.credentials import ConfiguredCredentials, CredentialProvider
 from pamwire.server.pg_session import PgSession
 from pamwire.users import UserStore
 
@@ -50,10 +52,22 @@ async def serve(
     rules = load_ruleset(config)
     users = UserStore(config.resolve(config.users.path))
     store_path = config.resolve(config.audit.path)
-    store = AuditStore(store_path)
+    audit = config.audit
+    store = AuditStore(store_path, full_sync=audit.strict)
     journal.recover(store_path, store)
-    event_journal = journal.Journal(store_path)
-    writer = AuditWriter(store, journal=event_journal)
+    event_journal = journal.Journal(store_path, fsync_interval=audit.fsync_interval)
+    writer = AuditWriter(
+        store,
+        journal=event_journal,
+        strict=audit.strict,
+        checkpoint_every=audit.checkpoint_every,
+        checkpoint_interval=audit.checkpoint_interval,
+    )
+    grants = _grant_service(config)
+    credentials: CredentialProvider = ConfiguredCredentials(config)
+    if grants is not None:
+        await trio.to_thread.run_sync(grants.catch_up)
+        credentials = GrantCredentials(grants, fallback=credentials)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -62,8 +76,10 @@ async def serve(
                 users=users,
                 rules=rules,
                 audit=writer,
-                credentials=ConfiguredCredentials(config),
+                credentials=credentials,
             )
+            if grants is not None:
+                nursery.start_soon(grants.expiry_loop, ctx.end_sessions_without_grant)
             bound: list[tuple[str, int]] = []
             for listener in config.listeners:
                 handler = _handler(ctx, listener)
@@ -93,6 +109,15 @@ async def serve(
         event_journal.close(discard=not writer.store_behind)
         store.close()
         users.close()
+        if grants is not None:
+            grants.close()
+
+
+def _grant_service(config: Config) -> GrantService | None:
+    """The grant service, when some target takes grants."""
+    if config.grants is None or not config.grants.targets:
+        return None
+    return GrantService(config, config.grants)
 
 
 async def serve_until_signal(config: Config) -> None:

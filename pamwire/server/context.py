@@ -21,6 +21,15 @@ class Cancellable(Protocol):
     async def cancel_upstream(self) -> None: ...
 
 
+class LiveSession(Protocol):
+    """What the grant sweep needs of a session: its grant and a way to end it."""
+
+    @property
+    def grant_id(self) -> int | None: ...
+
+    def end(self, reason: str) -> None: ...
+
+
 class CancelRegistry:
     """Maps the backend keys pamwire hands to clients back to live sessions."""
 
@@ -52,3 +61,12 @@ class ServerContext:
     audit: AuditWriter
     credentials: CredentialProvider
     cancels: CancelRegistry = attrs.field(factory=CancelRegistry)
+    sessions: set[LiveSession] = attrs.field(factory=set)
+
+    async def end_sessions_without_grant(self, active: frozenset[int]) -> None:
+        """End every live session whose grant is no longer active."""
+        for session in list(self.sessions):
+            grant = session.grant_id
+            if grant is not None and grant not in active:
+                log.info("grant %s ended; ending its session", grant)
+                session.end(f"grant {grant} has ended (expired or revoked)")

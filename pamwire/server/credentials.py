@@ -1,7 +1,8 @@
 """Where the upstream login for a person's session comes from.
 
-This is the seam for short-lived credentials: today a target has one account from
-the configuration; later, the account minted for the person's approved grant.
+A target either has one account from the configuration (ConfiguredCredentials), or
+takes grants: then each session logs in as the account minted for the person's
+active grant (pamwire.grants.credentials.GrantCredentials).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Protocol
 import attrs
 
 from pamwire.config import Config, Target
+from pamwire.errors import PamwireError
 
 
 @attrs.frozen(repr=False)
@@ -24,11 +26,23 @@ class UpstreamCredential:
         return f"UpstreamCredential(user={self.user!r}, password=<hidden>)"
 
 
+@attrs.frozen
+class SessionLogin:
+    """How one session logs in upstream, and under which grant and role."""
+
+    credential: UpstreamCredential
+    grant_id: int | None = None
+    role: str | None = None
+
+
 class CredentialProvider(Protocol):
     """Finds the upstream account a person's session logs in with."""
 
-    def credential_for(self, person: str, target: Target) -> UpstreamCredential:
-        """Return the account, or raise PamwireError saying why there is none."""
+    def login_for(self, person: str, target: Target, role: str | None) -> SessionLogin:
+        """Return the login, or raise PamwireError saying why there is none.
+
+        Blocking (files, SQLite, decryption): call from a worker thread.
+        """
         ...
 
 
@@ -38,9 +52,12 @@ class ConfiguredCredentials:
     def __init__(self, config: Config) -> None:
         self._config = config
 
+    def login_for(self, person: str, target: Target, role: str | None) -> SessionLogin:
+        if role is not None and role != target.role:
+            raise PamwireError(f'target "{target.name}" takes no grant roles')
+        return SessionLogin(self.credential_for(person, target), None, target.role)
+
     def credential_for(self, person: str, target: Target) -> UpstreamCredential:
-        # TODO(grants): look up the person's active grant and its minted account
-        # instead of the target's configured one (issue: just-in-time grants).
         password = self._config.read_secret(
             target.credential, key=f"target.{target.name}.credential"
         )

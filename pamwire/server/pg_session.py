@@ -32,6 +32,7 @@ from pamwire.audit.events import AuditEvent, Completion, new_event_id
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import AuthenticationError, PamwireError, ProtocolError
+from pamwire.grants.credentials import requested_role, split_login
 from pamwire.pg import replies, startup
 from pamwire.pg.auth import ScramServer
 from pamwire.pg.codec import (
@@ -64,8 +65,10 @@ from pamwire.pg.tracker import ExchangeTracker, Op, Outcome
 from pamwire.rules.engine import Decision, RuleContext
 from pamwire.server import pg_upstream
 from pamwire.server.context import ServerContext
+from pamwire.server.credentials import SessionLogin
 from pamwire.sql import pg as pg_sql
 from pamwire.sql.facts import Analysis, StatementFacts
+from pamwire.sql.redact import redact_pg
 
 log = logging.getLogger("pamwire.pg.session")
 
@@ -112,6 +115,9 @@ class PgSession:
         self.application: str | None = None
         self.upstream: pg_upstream.UpstreamConnection | None = None
         self.upstream_user: str | None = None
+        self.login: SessionLogin | None = None
+        self.end_reason: str | None = None
+        self._relay_scope: trio.CancelScope | None = None
         self.tracker = ExchangeTracker()
         # Prepared statements by name, whether made by Parse or by SQL PREPARE:
         # the server keeps both in one namespace, and so does pamwire.
@@ -229,7 +235,11 @@ class PgSession:
                 replies.INVALID_AUTHORIZATION, "no user name in the startup packet"
             )
         assert user is not None
-        self.user = user
+        try:
+            person, login_role = split_login(user)
+        except PamwireError as exc:
+            await self._fatal(replies.INVALID_AUTHORIZATION, f"pamwire: {exc}")
+        self.user = person
         self.application = params.get("application_name")
         if params.get("replication", "false").lower() not in (
             "false",
@@ -241,10 +251,14 @@ class PgSession:
                 replies.FEATURE_NOT_SUPPORTED,
                 "pamwire: replication connections are not supported",
             )
-        await self._authenticate(user)
+        await self._authenticate(person)
         await self._check_startup_settings(params)
+        try:
+            role = requested_role(params, login_role)
+        except PamwireError as exc:
+            await self._fatal(replies.INVALID_AUTHORIZATION, f"pamwire: {exc}")
 
-        database = params.get("database") or user
+        database = params.get("database") or person
         target = self.ctx.config.targets.get(database)
         if target is None or target.protocol != "postgres":
             self._audit_nowait("login_failed", detail=f"unknown target {database!r}")
@@ -256,7 +270,7 @@ class PgSession:
             )
         assert target is not None
         self.target = target
-        await self._connect_upstream(target, params)
+        await self._connect_upstream(target, params, role)
 
     async def _check_startup_settings(self, params: dict[str, str]) -> None:
         """Refuse startup settings that would weaken the checks; note search_path."""
@@ -306,16 +320,27 @@ class PgSession:
             raise SessionEnd from None
         await self.client.send_all(replies.sasl_final(server_final))
 
-    async def _connect_upstream(self, target: Target, params: dict[str, str]) -> None:
+    async def _connect_upstream(
+        self, target: Target, params: dict[str, str], role: str | None
+    ) -> None:
         assert self.user is not None
         try:
-            credential = self.ctx.credentials.credential_for(self.user, target)
+            login = await trio.to_thread.run_sync(
+                self.ctx.credentials.login_for, self.user, target, role
+            )
+        except PamwireError as exc:
+            log.info("conn %s: no login for %s: %s", self.conn_no, target.name, exc)
+            self._audit_nowait("login_failed", detail=str(exc))
+            await self._fatal(replies.INVALID_AUTHORIZATION, f"pamwire: {exc}")
+        self.login = login
+        credential = login.credential
+        try:
             upstream = await pg_upstream.connect(
                 target.host,
                 target.port,
                 target.database,
                 credential,
-                params,
+                startup.for_upstream(params),
                 timeout=target.connect_timeout,
             )
         except pg_upstream.UpstreamRefused as exc:
@@ -341,6 +366,7 @@ class PgSession:
         self._widen_search_path((credential.user,))
         self.settings = dict(upstream.parameters)
         self.ctx.cancels.register(self.key, self)
+        self.ctx.sessions.add(self)
         await self._audit_write(self._event("session_start"))
         out = bytearray(replies.auth_ok())
         for raw in upstream.startup_messages:
@@ -360,8 +386,26 @@ class PgSession:
 
     # -- relaying --
 
+    @property
+    def grant_id(self) -> int | None:
+        return self.login.grant_id if self.login is not None else None
+
+    @property
+    def role(self) -> str | None:
+        return self.login.role if self.login is not None else None
+
+    def end(self, reason: str) -> None:
+        """End the session from outside (a grant ended): the client is told why."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        if self._relay_scope is not None:
+            self._relay_scope.cancel()
+
     async def _relay(self) -> None:
+        if self.end_reason is not None:
+            return
         async with trio.open_nursery() as nursery:
+            self._relay_scope = nursery.cancel_scope
             nursery.start_soon(self._client_to_server, nursery.cancel_scope)
             nursery.start_soon(self._server_to_client, nursery.cancel_scope)
 
@@ -649,11 +693,8 @@ class PgSession:
 
     def _rule_context(self) -> RuleContext:
         assert self.user is not None and self.target is not None
-        # TODO(grants): the role comes from the person's active grant once grants
-        # exist; until then the target's configured role applies to everyone.
-        return RuleContext(
-            user=self.user, target=self.target.name, role=self.target.role
-        )
+        # The role of the session's grant, or the target's configured role.
+        return RuleContext(user=self.user, target=self.target.name, role=self.role)
 
     # -- poison: denials placed by the server --
 
@@ -739,6 +780,7 @@ class PgSession:
     # -- audit --
 
     def _event(self, kind: str, **fields: object) -> AuditEvent:
+        login = self.login
         return AuditEvent(
             event_id=new_event_id(),
             time=time.time(),
@@ -748,6 +790,8 @@ class PgSession:
             target=self.target.name if self.target else None,
             client_addr=self.peer,
             application=self.application,
+            grant=str(login.grant_id) if login and login.grant_id is not None else None,
+            db_account=login.credential.user if login else None,
             **fields,  # type: ignore[arg-type]
         )
 
@@ -758,15 +802,21 @@ class PgSession:
         decision: Decision,
         operation: str,
     ) -> AuditEvent:
+        # Secrets (passwords in CREATE ROLE, user mappings, dblink connection
+        # strings) are cut from the stored text; the fingerprint, taken from the
+        # original, still correlates.
         return self._event(
             "statement",
-            statement=text,
+            statement=redact_pg(text),
             verdict=decision.verdict,
             rule=decision.rule,
             message=decision.message,
             statement_kind=facts.kind if facts else None,
             fingerprint=facts.fingerprint if facts else None,
             operation=operation,
+            tables_read=facts.tables_read if facts else (),
+            tables_written=facts.tables_written if facts else (),
+            functions=facts.functions if facts else (),
         )
 
     async def _write_events(self, events: list[AuditEvent]) -> bool:
@@ -819,7 +869,16 @@ class PgSession:
 
     async def _close(self) -> None:
         self.ctx.cancels.unregister(self.key, self)
+        self.ctx.sessions.discard(self)
         with trio.CancelScope(shield=True):
+            if self.end_reason is not None:
+                await self._send_quietly(
+                    replies.fatal(
+                        replies.ADMIN_SHUTDOWN,
+                        "terminating connection due to administrator command",
+                        hint=f"pamwire: {self.end_reason}",
+                    )
+                )
             if self.upstream is not None:
                 if self.client_eof and not self.terminated and self.tracker.busy:
                     # The client left mid-query: stop the query, do not let it run.

@@ -7,7 +7,7 @@ import pytest
 from pamwire.grants import GrantError, NoActiveGrant
 from pamwire.grants.credentials import GrantCredentials, requested_role, split_login
 from pamwire.grants.service import GrantService
-from pamwire.server.credentials import UpstreamCredential
+from pamwire.server.credentials import SessionLogin, UpstreamCredential
 
 
 def test_credentials_split_login() -> None:
@@ -40,8 +40,8 @@ def test_credentials_conflicting_roles() -> None:
 
 
 class Fallback:
-    def credential_for(self, person: str, target: object) -> UpstreamCredential:
-        return UpstreamCredential("shared", "shared-pw")
+    def login_for(self, person: str, target: object, role: str | None) -> SessionLogin:
+        return SessionLogin(UpstreamCredential("shared", "shared-pw"), None, role)
 
 
 def test_credentials_from_grant_or_fallback(service: GrantService) -> None:

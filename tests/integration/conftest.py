@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pamwire.pgcluster import PostgresCluster, free_port
+from tests.conftest import SUPERUSER_PASSWORD
 
 PERSON = "alice"
 PERSON_PASSWORD = "alice-pw"
@@ -200,9 +201,12 @@ def _start_proxy(
     pg_md5: PostgresCluster,
     workdir: Path,
     rules: list[str],
+    *,
+    extra: str = "",
 ) -> Proxy:
     env = dict(os.environ)
     env["PAMWIRE_TEST_APP_PASSWORD"] = "app-secret-pw"
+    env["PAMWIRE_TEST_SUPERUSER_PASSWORD"] = SUPERUSER_PASSWORD
     env["PGCONNECT_TIMEOUT"] = "10"
     env.pop("PGPASSWORD", None)
     port = free_port()
@@ -215,6 +219,7 @@ def _start_proxy(
             md5_port=pg_md5.port,
             rules=json.dumps(rules),
         )
+        + extra
     )
     (workdir / "wrong.password").write_text("not-the-password\n")
     (workdir / "allow-all.toml").write_text(

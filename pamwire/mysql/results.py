@@ -30,11 +30,11 @@ from typing import Final
 
 import attrs
 
-from pamwire.errors import ServerProtocolError
+from pamwire.errors import ClientProtocolError, ServerProtocolError
 from pamwire.mysql import codec
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Command, ServerStatus
-from pamwire.mysql.packets import Packet, payload
+from pamwire.mysql.packets import Packet, next_sequence_id, payload
 
 _Data = bytes | bytearray | memoryview
 
@@ -243,22 +243,24 @@ class ReplyTracker:
         return self._dispatch(first, packet.length, payload(block, packet))
 
     def feed(self, data: _Data) -> Step:
-        """Take one server payload (without sequence checks)."""
-        return self._dispatch(data[0] if len(data) else -1, len(data), data)
+        """Take one server payload (no sequence check; the expected id moves on)."""
+        step = self._dispatch(data[0] if len(data) else -1, len(data), data)
+        self.next_sequence_id = next_sequence_id(self.next_sequence_id, len(data))
+        return step
 
     def client_packet(self, length: int, sequence_id: int | None = None) -> Step:
         """Take one client packet sent during the reply (file data or auth data).
 
-        An empty packet ends the LOCAL INFILE data; the server then answers
-        with OK or ERR. Raises ServerProtocolError outside those phases.
+        length is the packet's (joined) payload length. An empty packet ends the
+        LOCAL INFILE data; the server then answers with OK or ERR. Raises
+        ClientProtocolError outside those phases or for a wrong sequence id.
         """
-        if sequence_id is not None:
-            if sequence_id != self.next_sequence_id:
-                raise ServerProtocolError(
-                    f"client packet has sequence id {sequence_id}, "
-                    f"expected {self.next_sequence_id}"
-                )
-            self.next_sequence_id = (sequence_id + 1) & 0xFF
+        if sequence_id is not None and sequence_id != self.next_sequence_id:
+            raise ClientProtocolError(
+                f"client packet has sequence id {sequence_id}, "
+                f"expected {self.next_sequence_id}"
+            )
+        self.next_sequence_id = next_sequence_id(self.next_sequence_id, length)
         if self.phase is Phase.LOCAL_INFILE:
             if length == 0:
                 self.phase = Phase.SINGLE
@@ -266,7 +268,7 @@ class ReplyTracker:
         if self.phase is Phase.AUTH_CLIENT:
             self.phase = Phase.AUTH
             return Step.AUTH_DATA
-        raise ServerProtocolError(f"no client packet expected in phase {self.phase}")
+        raise ClientProtocolError(f"no client packet expected in phase {self.phase}")
 
     # -- dispatch -------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import logging
 import os
 import pathlib
 import threading
+import time
 from collections.abc import Callable
 
 from pamwire.audit.chain import ChainedEvent, Mark, decode_line
@@ -52,6 +53,10 @@ def segment_path(store_path: pathlib.Path, number: int) -> pathlib.Path:
 
 # A segment is closed and a new one started past this size, so a busy proxy never
 # needs to rewrite a file: whole segments are deleted once the store holds them.
+# A journal file deleted or replaced under pamwire is noticed within this many
+# seconds: one stat per append would cost more than the write itself.
+IDENTITY_CHECK_INTERVAL = 0.1
+
 SEGMENT_LIMIT = 16 << 20
 
 
@@ -106,6 +111,8 @@ class Journal:
         return self._written
 
     def _open_segment(self) -> None:
+        self._path = os.fspath(self.path)
+        self._next_identity_check = 0.0
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
             fd = os.open(self.path, flags, 0o600)
@@ -132,7 +139,10 @@ class Journal:
         or replaced): the caller must then not forward the statement.
         """
         try:
-            self._check_identity()
+            now = time.monotonic()
+            if now >= self._next_identity_check:
+                self._check_identity()
+                self._next_identity_check = now + IDENTITY_CHECK_INTERVAL
             written = os.write(self._fd, data)
             while written < len(data):  # a short write: disk full or a signal
                 written += os.write(self._fd, data[written:])
@@ -140,9 +150,11 @@ class Journal:
             raise AuditWriteError(
                 f"cannot write audit journal {self.path}: {exc.strerror or exc}"
             ) from None
-        with self._cond:
-            self._written += len(data)
-            if urgent:
+        # Only this thread writes _written; the sync thread only reads it, so the
+        # lock is needed only to wake that thread.
+        self._written += len(data)
+        if urgent:
+            with self._cond:
                 self._sync_now = True
                 self._cond.notify()
         self.size += len(data)
@@ -228,7 +240,7 @@ class Journal:
     def _check_identity(self) -> None:
         # A journal deleted or replaced while open would swallow events silently.
         try:
-            stat = os.stat(self.path)
+            stat = os.stat(self._path)
         except FileNotFoundError:
             raise AuditWriteError(f"audit journal {self.path} was deleted") from None
         if (stat.st_dev, stat.st_ino) != self._identity:

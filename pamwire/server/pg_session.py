@@ -28,7 +28,7 @@ import time
 import attrs
 import trio
 
-from pamwire.audit.events import AuditEvent, Completion, new_event_id
+from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import AuthenticationError, PamwireError, ProtocolError
@@ -107,6 +107,8 @@ class PgSession:
         self.ctx = ctx
         self.client = stream
         self.id = secrets.token_hex(6)
+        # Event ids: the session's random id and a counter, so no syscall per event.
+        self._event_numbers = itertools.count(1)
         self.conn_no = next(_SESSION_IDS)
         self.reader = FrameReader(startup=True, max_message_size=max_message_size)
         self.peer = _peer(stream)
@@ -782,7 +784,7 @@ class PgSession:
     def _event(self, kind: str, **fields: object) -> AuditEvent:
         login = self.login
         return AuditEvent(
-            event_id=new_event_id(),
+            event_id=f"{self.id}{next(self._event_numbers):08x}",
             time=time.time(),
             kind=kind,
             session=self.id,

@@ -288,6 +288,16 @@ class MariaDBServer:
         self._give_to_os_user(self.base_dir)
         if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
             raise PamwireError(f"socket path too long: {self.socket_path}")
+        if self._as_root():
+            probe = self._run(
+                ["runuser", "-u", OS_USER, "--", "test", "-w", str(self.base_dir)],
+                timeout=30,
+            )
+            if probe.returncode != 0:
+                raise PamwireError(
+                    f"the {OS_USER} os user cannot write {self.base_dir}; "
+                    "make its parent folders traversable"
+                )
         if (self.data_dir / "mysql").is_dir():
             return
         result = self._run(

@@ -71,6 +71,12 @@ SSL: Final = int(Capability.CLIENT_SSL)
 ZSTD: Final = int(Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM)
 QUERY_ATTRIBUTES: Final = int(Capability.CLIENT_QUERY_ATTRIBUTES)
 STATE_CHANGED: Final = int(ServerStatus.SERVER_SESSION_STATE_CHANGED)
+OPTIONAL_METADATA: Final = int(
+    Capability.CLIENT_OPTIONAL_RESULTSET_METADATA
+    | Capability.MARIADB_CLIENT_CACHE_METADATA
+)
+EXTENDED_METADATA: Final = int(Capability.MARIADB_CLIENT_EXTENDED_METADATA)
+PROGRESS: Final = int(Capability.MARIADB_CLIENT_PROGRESS)
 
 # Capabilities whose packet layouts this codec reads and writes. A proxy
 # advertises at most these (intersected with the server's), so both legs frame
@@ -422,7 +428,7 @@ def decode_response(
         return decode_err(payload, capabilities)
     if first == m.LOCAL_INFILE_HEADER:
         return decode_local_infile_request(payload)
-    return decode_column_count(payload)
+    return decode_column_count(payload, capabilities)
 
 
 def decode_local_infile_request(payload: Payload) -> m.LocalInfileRequest:
@@ -437,24 +443,32 @@ def decode_local_infile_request(payload: Payload) -> m.LocalInfileRequest:
     return result
 
 
-def decode_column_count(payload: Payload) -> m.ColumnCount:
+def decode_column_count(payload: Payload, capabilities: int = 0) -> m.ColumnCount:
+    """Decode a column count (with its metadata-follows byte where negotiated)."""
+
     def read(cur: Cursor) -> m.ColumnCount:
         count = cur.lenenc_int()
         if count == 0:
             raise ProtocolError("column count 0")
-        return m.ColumnCount(count)
+        if not capabilities & OPTIONAL_METADATA:
+            return m.ColumnCount(count)
+        follows = cur.int1()
+        if follows not in (0, 1):
+            raise ProtocolError(f"metadata_follows {follows}, expected 0 or 1")
+        return m.ColumnCount(count, follows)
 
     result: m.ColumnCount = _guard(ServerProtocolError, "column count", read, payload)
     return result
 
 
-def _read_column(cur: Cursor, field_list: bool) -> m.ColumnDefinition41:
+def _read_column(cur: Cursor, caps: int, field_list: bool) -> m.ColumnDefinition41:
     catalog = cur.lenenc_str()
     schema = cur.lenenc_str()
     table = cur.lenenc_str()
     org_table = cur.lenenc_str()
     name = cur.lenenc_str()
     org_name = cur.lenenc_str()
+    extended = cur.lenenc_bytes() if caps & EXTENDED_METADATA else None
     fixed = cur.lenenc_int()
     if fixed != _COLUMN_FIXED_FIELDS:
         raise ProtocolError(f"column fixed-fields length {fixed}, expected 12")
@@ -480,17 +494,18 @@ def _read_column(cur: Cursor, field_list: bool) -> m.ColumnDefinition41:
         catalog=catalog,
         field_list=field_list,
         default_value=default,
+        extended_metadata=extended,
     )
 
 
 def decode_column_definition(
-    payload: Payload, *, field_list: bool = False
+    payload: Payload, capabilities: int = 0, *, field_list: bool = False
 ) -> m.ColumnDefinition41:
     """Decode a ColumnDefinition41; field_list for COM_FIELD_LIST replies (default)."""
     result: m.ColumnDefinition41 = _guard(
         ServerProtocolError,
         "ColumnDefinition41",
-        lambda c: _read_column(c, field_list),
+        lambda c: _read_column(c, capabilities, field_list),
         payload,
     )
     return result
@@ -918,6 +933,7 @@ def _encode_column(msg: m.ColumnDefinition41, caps: int) -> bytes:
         w.lenenc_str(msg.org_table),
         w.lenenc_str(msg.name),
         w.lenenc_str(msg.org_name),
+        b"" if msg.extended_metadata is None else w.lenenc_bytes(msg.extended_metadata),
         w.int1(_COLUMN_FIXED_FIELDS),
         w.int2(msg.character_set),
         w.int4(msg.column_length),
@@ -948,7 +964,9 @@ def _encode_binary_row(msg: m.BinaryResultsetRow, caps: int) -> bytes:
 def _encode_column_count(msg: m.ColumnCount, caps: int) -> bytes:
     if msg.column_count == 0:
         raise ProtocolError("column count 0")
-    return w.lenenc_int(msg.column_count)
+    if msg.metadata_follows is None:
+        return w.lenenc_int(msg.column_count)
+    return w.lenenc_int(msg.column_count) + w.int1(msg.metadata_follows)
 
 
 def _encode_prepare_ok(msg: m.ComStmtPrepareOk, caps: int) -> bytes:

@@ -130,6 +130,9 @@ class HandshakeResponse41:
 
     @property
     def capabilities(self) -> int:
+        """All capabilities; MariaDB's extended ones count if CLIENT_MYSQL is clear."""
+        if self.capability_flags & _MARIADB_EXTENDED:
+            return self.capability_flags
         return self.capability_flags | self.extended_capabilities << 32
 
 
@@ -205,15 +208,23 @@ class SessionStateChange:
 
 @attrs.frozen
 class ColumnCount:
-    """The first packet of a result set: the number of columns."""
+    """The first packet of a result set: the number of columns.
+
+    metadata_follows is the byte that MariaDB's CACHE_METADATA and MySQL's
+    OPTIONAL_RESULTSET_METADATA add (0: no column definitions follow); None
+    when neither is negotiated.
+    """
 
     column_count: int
+    metadata_follows: int | None = None
 
 
 @attrs.frozen
 class ColumnDefinition41:
     """Protocol::ColumnDefinition41. default_value is only on the wire in
-    COM_FIELD_LIST replies (field_list True); None there means NULL."""
+    COM_FIELD_LIST replies (field_list True); None there means NULL.
+    extended_metadata is MariaDB's raw type information (with
+    MARIADB_CLIENT_EXTENDED_METADATA), None when not negotiated."""
 
     schema: str
     table: str
@@ -228,6 +239,7 @@ class ColumnDefinition41:
     catalog: str = "def"
     field_list: bool = False
     default_value: bytes | None = None
+    extended_metadata: bytes | None = None
 
 
 @attrs.frozen

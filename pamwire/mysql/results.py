@@ -143,6 +143,7 @@ class Step(enum.Enum):
     PREPARE_OK = "prepare ok"
     STATISTICS = "statistics"
     AUTH_DATA = "authentication data"
+    PROGRESS = "progress report"
 
 
 @attrs.frozen
@@ -182,6 +183,7 @@ class ReplyTracker:
         self.capabilities = capabilities
         self.kind = reply_kind(command)
         self._deprecate_eof = bool(capabilities & codec.DEPRECATE_EOF)
+        self._progress = bool(capabilities & codec.PROGRESS)
         # The command went out with sequence id 0; the reply starts at 1.
         self.next_sequence_id = 1
         self.column_count = 0
@@ -279,6 +281,8 @@ class ReplyTracker:
         if phase in (Phase.LOCAL_INFILE, Phase.AUTH_CLIENT):
             raise ServerProtocolError("server packet while waiting for the client")
         if first == _ERR and phase is not Phase.STATISTICS:
+            if self._progress and data[1:3] == b"\xff\xff":
+                return Step.PROGRESS  # MariaDB progress report, not an error
             return self._error(data)
         handler = _HANDLERS[phase]
         return handler(self, first, length, data)
@@ -293,7 +297,12 @@ class ReplyTracker:
         if isinstance(response, m.ErrPacket):  # pragma: no cover - handled earlier
             return self._error(data)
         self.column_count = self._remaining = response.column_count
-        self.phase = Phase.COLUMN_DEFINITIONS
+        if response.metadata_follows == 0:
+            # Cached metadata: no definitions, straight to the EOF or the rows.
+            self._remaining = 0
+            self.phase = Phase.ROWS if self._deprecate_eof else Phase.COLUMNS_EOF
+        else:
+            self.phase = Phase.COLUMN_DEFINITIONS
         return Step.COLUMN_COUNT
 
     def _column(self, first: int, length: int, data: _Data) -> Step:

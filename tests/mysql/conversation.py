@@ -124,10 +124,12 @@ class Conversation:
             return codec.decode_end_of_rows(payload, caps)
         if step is Step.COLUMN_COUNT:
             self._columns.clear()
-            return codec.decode_column_count(payload)
+            return codec.decode_column_count(payload, caps)
         if step is Step.COLUMN_DEFINITION:
             field_list = tracker.command == Command.COM_FIELD_LIST
-            column = codec.decode_column_definition(payload, field_list=field_list)
+            column = codec.decode_column_definition(
+                payload, caps, field_list=field_list
+            )
             self._columns.append(column)
             return column
         if step is Step.ROW:

@@ -26,7 +26,9 @@ C = Capability
 _raw_text = st.binary(max_size=24).map(lambda b: b.decode("utf-8", "surrogateescape"))
 _plain_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=24)
 text = _raw_text | _plain_text
-nul_free = text.map(lambda s: s.replace("\0", ""))
+nul_free = st.binary(max_size=24).map(
+    lambda b: b.replace(b"\0", b"").decode("utf-8", "surrogateescape")
+) | _plain_text.map(lambda s: s.replace("\0", ""))
 data = st.binary(max_size=40)
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -49,6 +51,8 @@ caps_strategy = st.builds(
                 int(C.CLIENT_CONNECT_ATTRS),
                 int(C.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA),
                 int(C.CLIENT_CONNECT_WITH_DB),
+                int(C.MARIADB_CLIENT_CACHE_METADATA),
+                int(C.MARIADB_CLIENT_EXTENDED_METADATA),
             ]
         )
     ),
@@ -219,6 +223,7 @@ def column(draw: st.DrawFn, caps: int) -> m.ColumnDefinition41:
         draw(text),
         field_list,
         draw(st.none() | data) if field_list else None,
+        draw(data) if caps & C.MARIADB_CLIENT_EXTENDED_METADATA else None,
     )
 
 
@@ -280,7 +285,13 @@ STRATEGIES: dict[str, Strategy] = {
         if caps & C.CLIENT_PROTOCOL_41
         else st.just(m.EofPacket())
     ),
-    "ColumnCount": lambda caps: st.builds(m.ColumnCount, lenenc.filter(bool)),
+    "ColumnCount": lambda caps: st.builds(
+        m.ColumnCount,
+        lenenc.filter(bool),
+        st.sampled_from([0, 1])
+        if caps & C.MARIADB_CLIENT_CACHE_METADATA
+        else st.none(),
+    ),
     "ColumnDefinition41": column,
     "TextResultsetRow": lambda caps: st.builds(
         m.TextResultsetRow, st.lists(st.none() | data, max_size=6).map(tuple)
@@ -335,9 +346,9 @@ def decode(name: str, raw: bytes, caps: int, message: Any) -> Any:
     if name == "EofPacket":
         return codec.decode_eof(raw, caps)
     if name == "ColumnCount":
-        return codec.decode_column_count(raw)
+        return codec.decode_column_count(raw, caps)
     if name == "ColumnDefinition41":
-        return codec.decode_column_definition(raw, field_list=message.field_list)
+        return codec.decode_column_definition(raw, caps, field_list=message.field_list)
     if name == "TextResultsetRow":
         return codec.decode_text_row(raw, len(message.values))
     if name == "LocalInfileRequest":
@@ -458,7 +469,9 @@ DECODERS: list[Callable[[bytes, int], Any]] = [
     codec.decode_eof,
     codec.decode_end_of_rows,
     codec.decode_response,
-    lambda raw, caps: codec.decode_column_definition(raw, field_list=bool(caps & 1)),
+    lambda raw, caps: codec.decode_column_definition(
+        raw, caps, field_list=bool(caps & 1)
+    ),
     lambda raw, caps: codec.decode_text_row(raw, caps % 5),
     lambda raw, caps: codec.decode_binary_row(raw, BINARY_TYPES[: caps % 7]),
     lambda raw, caps: codec.decode_stmt_prepare_ok(raw),

@@ -267,3 +267,24 @@ def test_reply_kind_table() -> None:
     assert reply_kind(Command.COM_RESET_CONNECTION) is ReplyKind.OK
     with pytest.raises(ServerProtocolError, match="0x12"):
         reply_kind(Command.COM_BINLOG_DUMP)
+
+
+def test_results_cached_metadata_skips_definitions() -> None:
+    caps = BASE | Capability.MARIADB_CLIENT_CACHE_METADATA
+    messages = [
+        m.ColumnCount(2, 0),
+        m.EofPacket(0, AUTOCOMMIT),
+        m.TextResultsetRow((b"1", b"2")),
+        m.EofPacket(0, AUTOCOMMIT),
+    ]
+    tracker = ReplyTracker(Command.COM_STMT_EXECUTE, caps)
+    steps = feed_all(tracker, messages, caps)
+    assert steps == [Step.COLUMN_COUNT, Step.EOF, Step.ROW, Step.RESULT_END]
+
+
+def test_results_mariadb_progress_report_is_not_an_error() -> None:
+    caps = NEW | Capability.MARIADB_CLIENT_PROGRESS
+    tracker = ReplyTracker(Command.COM_QUERY, caps)
+    assert tracker.feed(b"\xff\xff\xff\x01\x01\x00\x10\x00\x05stage") is Step.PROGRESS
+    assert not tracker.done
+    assert tracker.feed(b"\x00\x00\x00\x02\x00\x00\x00") is Step.OK and tracker.done

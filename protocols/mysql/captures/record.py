@@ -13,6 +13,7 @@ decodes and re-encodes every recorded packet.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -130,10 +131,8 @@ def pymysql_text(port: int, work: pathlib.Path) -> None:
             "INSERT INTO k (v, at, price) VALUES (%s, %s, %s)",
             [("a", "2024-01-02 03:04:05.678", "1.50"), ("b", None, None)],
         )
-        try:
+        with contextlib.suppress(pymysql.MySQLError):
             cur.execute("SELECT * FROM no_such_table")
-        except pymysql.MySQLError:
-            pass
         # A relative name (from the work folder) keeps machine paths out of the file.
         here = os.getcwd()
         os.chdir(work)
@@ -217,7 +216,9 @@ def main() -> int:
     ensure_mariadb_installed()
     work = pathlib.Path(tempfile.mkdtemp(prefix="pamwire-capture-"))
     work.chmod(0o755)  # the mysql os user must reach the server folder inside
-    server = MariaDBServer(work / "server", port=free_port(), root_password="capture-root")
+    server = MariaDBServer(
+        work / "server", port=free_port(), root_password="capture-root"
+    )
     try:
         server.init()
         server.start()
@@ -232,7 +233,11 @@ def main() -> int:
             run(relay.port, work)
             relay.wait()
             target = HERE / f"{name}.json"
-            body = {"client": name, "server": "MariaDB 10.11", "packets": relay.packets()}
+            body = {
+                "client": name,
+                "server": "MariaDB 10.11",
+                "packets": relay.packets(),
+            }
             target.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
             print(f"wrote {target.name}: {len(body['packets'])} packets")
     finally:

@@ -7,7 +7,7 @@
 #   ./dev.sh bench   the benchmarks in benchmarks/
 #
 # Everything Python goes into ./.venv; missing Debian packages are installed with
-# apt-get when running as root.
+# apt-get when running as root (PostgreSQL, MariaDB; pgbouncer for benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -59,6 +59,8 @@ ensure_servers() {
     pg_bindir >/dev/null || missing+=(postgresql)
     command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
     command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
+    command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+    command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

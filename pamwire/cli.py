@@ -59,8 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the proxy")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("demo", parents=[common], help="run a throwaway demo setup")
-    p.add_argument("--dir", type=Path, default=Path("pamwire-demo"), help="demo folder")
+    p = sub.add_parser("demo", help="run a throwaway demo setup")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("pamwire-demo"),
+        help="folder for the demo's configuration, persons and audit trail "
+        "(default: ./pamwire-demo)",
+    )
     p.add_argument(
         "--port", type=int, default=6432, help="pamwire's port (default 6432)"
     )
@@ -107,14 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     rules_sub = rules.add_subparsers(title="rules commands", metavar="ACTION")
     p = rules_sub.add_parser("check", parents=[common], help="validate rule files")
     p.add_argument(
-        "files", nargs="*", type=Path, help="files (default: the configured ones)"
+        "files", nargs="*", help="files or pack:NAME (default: the configured ones)"
     )
     p.set_defaults(func=_cmd_rules_check)
     p = rules_sub.add_parser(
         "test", parents=[common], help="run examples in rule files"
     )
     p.add_argument(
-        "files", nargs="*", type=Path, help="files (default: the configured ones)"
+        "files", nargs="*", help="files or pack:NAME (default: the configured ones)"
     )
     p.set_defaults(func=_cmd_rules_test)
 
@@ -124,11 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rules",
         dest="files",
-        nargs="+",
-        type=Path,
+        action="append",
         default=[],
         metavar="FILE",
-        help="rule files (default: the configured ones)",
+        help="a rule file or pack:NAME; repeat for several (default: the configured)",
     )
     from pamwire.rules.explain import add_explain_arguments
 
@@ -265,18 +271,12 @@ def _cmd_log_verify(args: argparse.Namespace) -> int:
 
 
 def _rule_paths(args: argparse.Namespace) -> list[Path]:
-    if args.files:
-        return list(args.files)
-    from pamwire.rules.loader import builtin_pack
+    from pamwire.server.app import rule_path
 
+    if args.files:
+        return [rule_path(str(entry), None) for entry in args.files]
     config = _config(args)
-    paths = []
-    for entry in config.rules.files:
-        if entry.startswith("pack:"):
-            paths.append(builtin_pack(entry.removeprefix("pack:")))
-        else:
-            paths.append(config.resolve(entry))
-    return paths
+    return [rule_path(entry, config) for entry in config.rules.files]
 
 
 def _cmd_rules_check(args: argparse.Namespace) -> int:

@@ -42,7 +42,14 @@ class Listener:
     host: str = _help("address to bind", "127.0.0.1")
     port: int = _help("TCP port to bind; 0 picks a free port", 6432)
     max_message_size: int = _help(
-        "largest protocol message accepted from a client, in bytes", 1 << 30
+        "largest protocol message accepted from a logged-in client, in bytes",
+        256 << 20,
+    )
+    login_timeout: float = _help(
+        "seconds a client has to finish logging in (as authentication_timeout)", 60.0
+    )
+    max_clients: int = _help(
+        "most client sessions at once on this instance; more get 53300", 1000
     )
 
 
@@ -229,6 +236,10 @@ def _validate(config: Config, fpath: str) -> None:
         key = f"listener[{i}]"
         _check_choice(listener.protocol, PROTOCOLS, fpath, f"{key}.protocol")
         _check_port(listener.port, fpath, f"{key}.port", allow_zero=True)
+        if listener.login_timeout <= 0 or listener.max_clients < 1:
+            raise ConfigError(
+                "login_timeout and max_clients must be positive", path=fpath, key=key
+            )
         if listener.max_message_size < 1024:
             raise ConfigError(
                 f"{listener.max_message_size} is too small (at least 1024)",

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -68,8 +69,8 @@ pamwire demo is running.
     DELETE FROM customers;                                        -- refused by a rule
 
   See the audit trail:
-    pamwire log search --config {config}
-    pamwire log search --config {config} --verdict deny --format json
+    {pamwire} log search --config {config}
+    {pamwire} log search --config {config} --verdict deny --format json
 
 Press Ctrl+C to stop (the demo database is thrown away).
 """
@@ -120,20 +121,20 @@ def run_demo(folder: Path, *, port: int = 6432) -> int:
         finally:
             users.close()
 
-        print(
-            _WELCOME.format(
-                password=DEMO_PASSWORD,
-                port=port,
-                target=DEMO_TARGET,
-                person=DEMO_PERSON,
-                config=_shown(config_path),
-            ),
-            flush=True,
+        welcome = _WELCOME.format(
+            password=DEMO_PASSWORD,
+            port=port,
+            target=DEMO_TARGET,
+            person=DEMO_PERSON,
+            config=_shown(config_path),
+            pamwire=_pamwire_command(),
         )
         from pamwire.server.app import run
 
         try:
-            run(config)
+            # The welcome is printed only once pamwire listens, so a busy port
+            # never shows instructions that would reach someone else's server.
+            run(config, on_ready=lambda _: print(welcome, flush=True))
         except KeyboardInterrupt:
             print("\nstopping ...", flush=True)
     finally:
@@ -141,6 +142,17 @@ def run_demo(folder: Path, *, port: int = 6432) -> int:
         shutil.rmtree(cluster_dir, ignore_errors=True)
     print("demo stopped; the audit trail stays in", _shown(folder / "audit.db"))
     return 0
+
+
+def _pamwire_command() -> str:
+    """How to run pamwire from this shell: `pamwire` if it is on PATH, else its path."""
+    found = shutil.which("pamwire")
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if found and (script is None or Path(found).resolve() == script):
+        return "pamwire"
+    if script is not None and script.name == "pamwire":
+        return _shown(script)
+    return f"{_shown(Path(sys.executable))} -m pamwire"
 
 
 def _shown(path: Path) -> str:

@@ -95,8 +95,22 @@ def requested_settings(parameters: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def refused_settings(settings: list[tuple[str, str]]) -> list[str]:
-    """Names of the settings among these that a client may not set at startup."""
-    return sorted({name for name, _ in settings if name in REFUSED_SETTINGS})
+    """Names of the settings among these that a client may not set at startup.
+
+    Turning a read-only setting on only restricts the session, so it is allowed.
+    """
+    return sorted(
+        {
+            name
+            for name, value in settings
+            if name in REFUSED_SETTINGS
+            and not (name.endswith("read_only") and _is_on(value))
+        }
+    )
+
+
+def _is_on(value: str) -> bool:
+    return value.strip().lower() in ("on", "true", "yes", "1", "t", "y")
 
 
 def _normalise(name: str) -> str:

@@ -6,10 +6,13 @@ logged and ends that session only.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import trio
 
@@ -20,7 +23,7 @@ from pamwire.errors import PamwireError
 from pamwire.grants.credentials import GrantCredentials
 from pamwire.grants.service import GrantService
 from pamwire.rules.engine import RuleSet
-from pamwire.rules.loader import load_rules
+from pamwire.rules.loader import builtin_pack, load_rules
 from pamwire.server.audit_writer import AuditWriter
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import ConfiguredCredentials, CredentialProvider
@@ -32,15 +35,15 @@ log = logging.getLogger("pamwire.server")
 
 def load_ruleset(config: Config) -> RuleSet:
     """Load the rule files the configuration names ('pack:NAME' for shipped packs)."""
-    from pamwire.rules.loader import builtin_pack
+    return load_rules([rule_path(entry, config) for entry in config.rules.files])
 
-    paths = []
-    for entry in config.rules.files:
-        if entry.startswith("pack:"):
-            paths.append(builtin_pack(entry.removeprefix("pack:")))
-        else:
-            paths.append(config.resolve(entry))
-    return load_rules(paths)
+
+def rule_path(entry: str, config: Config | None) -> Path:
+    """A rules entry as a file: `pack:NAME` is a shipped pack, other names are
+    paths (relative to the configuration file when there is one)."""
+    if entry.startswith("pack:"):
+        return builtin_pack(entry.removeprefix("pack:"))
+    return config.resolve(entry) if config is not None else Path(entry)
 
 
 async def serve(
@@ -52,6 +55,7 @@ async def serve(
     rules = load_ruleset(config)
     users = UserStore(config.resolve(config.users.path))
     store_path = config.resolve(config.audit.path)
+    lock = _lock_store(store_path)
     audit = config.audit
     store = AuditStore(store_path, full_sync=audit.strict)
     journal.recover(store_path, store)
@@ -69,48 +73,87 @@ async def serve(
         await trio.to_thread.run_sync(grants.catch_up)
         credentials = GrantCredentials(grants, fallback=credentials)
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(writer.run)
-            ctx = ServerContext(
-                config=config,
-                users=users,
-                rules=rules,
-                audit=writer,
-                credentials=credentials,
-            )
-            if grants is not None:
-                nursery.start_soon(grants.expiry_loop, ctx.end_sessions_without_grant)
-            bound: list[tuple[str, int]] = []
-            for listener in config.listeners:
-                handler = _handler(ctx, listener)
-                if handler is None:
-                    continue
-                listeners = await trio.open_tcp_listeners(
-                    listener.port, host=listener.host
-                )
-                for sock_listener in listeners:
-                    host, port = sock_listener.socket.getsockname()[:2]
-                    bound.append((host, port))
-                    log.info(
-                        "listening for %s clients on %s:%s",
-                        listener.protocol,
-                        host,
-                        port,
+        async with trio.open_nursery() as outer:
+            # The writer is shielded: on shutdown it must copy every journaled event
+            # into the store before it stops, so it ends only through aclose().
+            await outer.start(_shielded, writer.run)
+            try:
+                async with trio.open_nursery() as nursery:
+                    ctx = ServerContext(
+                        config=config,
+                        users=users,
+                        rules=rules,
+                        audit=writer,
+                        credentials=credentials,
                     )
-                    nursery.start_soon(
-                        functools.partial(
-                            trio.serve_listeners, handler, [sock_listener]
+                    if grants is not None:
+                        nursery.start_soon(
+                            grants.expiry_loop, ctx.end_sessions_without_grant
                         )
-                    )
-            task_status.started(bound)
+                    bound = await _start_listeners(nursery, ctx, config)
+                    task_status.started(bound)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await writer.aclose()
     finally:
-        with trio.CancelScope(shield=True):
-            await writer.aclose()
-        event_journal.close(discard=not writer.store_behind)
+        event_journal.close(discard=writer.all_in_store)
         store.close()
         users.close()
         if grants is not None:
             grants.close()
+        os.close(lock)
+
+
+def _lock_store(store_path: Path) -> int:
+    """Take the audit store for this process; a second pamwire on it is refused.
+
+    Two instances on one store would recover (and delete) each other's journal.
+    """
+    lock_path = store_path.with_name(store_path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PamwireError(
+            f"the audit store {store_path} is in use by another pamwire process"
+        ) from None
+    return fd
+
+
+async def _shielded(
+    fn: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with trio.CancelScope(shield=True):
+        await fn(task_status=task_status)
+
+
+async def _start_listeners(
+    nursery: trio.Nursery, ctx: ServerContext, config: Config
+) -> list[tuple[str, int]]:
+    """Bind every listener and serve it in the nursery; returns the addresses."""
+    bound: list[tuple[str, int]] = []
+    for listener in config.listeners:
+        handler = _handler(ctx, listener)
+        if handler is None:
+            continue
+        try:
+            listeners = await trio.open_tcp_listeners(listener.port, host=listener.host)
+        except OSError as exc:
+            raise PamwireError(
+                f"cannot listen on {listener.host}:{listener.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        for sock_listener in listeners:
+            host, port = sock_listener.socket.getsockname()[:2]
+            bound.append((host, port))
+            log.info("listening for %s clients on %s:%s", listener.protocol, host, port)
+            nursery.start_soon(
+                functools.partial(trio.serve_listeners, handler, [sock_listener])
+            )
+    return bound
 
 
 def _grant_service(config: Config) -> GrantService | None:
@@ -120,21 +163,29 @@ def _grant_service(config: Config) -> GrantService | None:
     return GrantService(config, config.grants)
 
 
-async def serve_until_signal(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM, then stop cleanly, writing queued events."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def serve_until_signal(
+    config: Config, on_ready: Callable[[list[tuple[str, int]]], None] | None = None
+) -> None:
+    """Serve until SIGINT, SIGTERM or SIGHUP, then stop cleanly, writing queued
+    events. on_ready is called with the bound addresses once clients can connect."""
+    stop = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    with trio.open_signal_receiver(*stop) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, config)
+            bound = await nursery.start(serve, config)
+            if on_ready is not None:
+                on_ready(bound)
             async for signum in signals:
                 log.info("received %s; stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
 
 
-def run(config: Config) -> None:
+def run(
+    config: Config, on_ready: Callable[[list[tuple[str, int]]], None] | None = None
+) -> None:
     """Run pamwire in the foreground; PamwireError for start-up failures."""
     try:
-        trio.run(serve_until_signal, config)
+        trio.run(serve_until_signal, config, on_ready)
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
         if leaves and all(isinstance(e, PamwireError) for e in leaves):
@@ -158,7 +209,13 @@ def _handler(
         return None
 
     async def handle(stream: trio.SocketStream) -> None:
-        session = PgSession(ctx, stream, listener.max_message_size)
+        session = PgSession(
+            ctx,
+            stream,
+            listener.max_message_size,
+            login_timeout=listener.login_timeout,
+            max_clients=listener.max_clients,
+        )
         try:
             await session.serve()
         except Exception:

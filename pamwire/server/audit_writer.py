@@ -130,6 +130,11 @@ class AuditWriter:
         return self.chain.writer
 
     @property
+    def all_in_store(self) -> bool:
+        """True when every journaled record reached the store: the journal may go."""
+        return not self._store_behind and not getattr(self, "_lost", False)
+
+    @property
     def store_behind(self) -> bool:
         """True when a batch failed and the journal holds events the store lacks."""
         return self._store_behind
@@ -488,6 +493,7 @@ class AuditWriter:
         self._open = _Batch()
         lost = sum(len(batch) for batch in pending)
         if lost:
+            self._lost = True
             log.error("audit writer stopped with %d events unwritten", lost)
         if self._completions:
             log.warning(

@@ -73,6 +73,9 @@ from pamwire.sql.redact import redact_pg
 log = logging.getLogger("pamwire.pg.session")
 
 _PROTOCOL_30 = 3 << 16
+
+# Largest message accepted before login: SASL messages are a few hundred bytes.
+LOGIN_MESSAGE_LIMIT = 64 * 1024
 _SESSION_IDS = itertools.count(1)
 
 # Frame type bytes, as ints, for the dispatch below (protocol docs, "Message Formats").
@@ -96,14 +99,25 @@ class _Prepared:
     text: str
     facts: StatementFacts | None
     decision: Decision
+    # The search_path the statement was decided with: the server resolves names
+    # again when search_path changes, so pamwire decides again too.
+    search_path: tuple[str, ...] = ()
 
 
 class PgSession:
     """Serves one client connection from its first byte to its close."""
 
     def __init__(
-        self, ctx: ServerContext, stream: trio.SocketStream, max_message_size: int
+        self,
+        ctx: ServerContext,
+        stream: trio.SocketStream,
+        max_message_size: int,
+        *,
+        login_timeout: float = 60.0,
+        max_clients: int = 1000,
     ) -> None:
+        self.login_timeout = login_timeout
+        self.max_clients = max_clients
         self.ctx = ctx
         self.client = stream
         self.id = secrets.token_hex(6)
@@ -144,10 +158,22 @@ class PgSession:
         """Run the session; never raises for anything a peer did."""
         log.debug("conn %s: accepted from %s", self.conn_no, self.peer)
         try:
-            startup = await self._negotiate()
-            if startup is None:
-                return
-            await self._login(startup)
+            # Until the login is done, a client gets little memory and little
+            # time: it has not proved who it is yet.
+            limit = self.reader.max_message_size
+            self.reader.max_message_size = min(limit, LOGIN_MESSAGE_LIMIT)
+            with trio.move_on_after(self.login_timeout) as login_scope:
+                startup = await self._negotiate()
+                if startup is None:
+                    return
+                await self._login(startup)
+            if login_scope.cancelled_caught:
+                log.info("conn %s: login timed out", self.conn_no)
+                await self._fatal(
+                    replies.PROTOCOL_VIOLATION,
+                    "canceling authentication due to timeout",
+                )
+            self.reader.max_message_size = limit
             await self._relay()
         except SessionEnd:
             pass
@@ -222,6 +248,10 @@ class PgSession:
             self.reader.feed(data)
 
     async def _login(self, startup: StartupMessage) -> None:
+        if len(self.ctx.sessions) >= self.max_clients:
+            await self._fatal(
+                replies.TOO_MANY_CONNECTIONS, "sorry, too many clients already"
+            )
         params = dict(startup.parameters)
         minor = startup.protocol_version & 0xFFFF
         if startup.protocol_version >> 16 != 3:
@@ -571,7 +601,7 @@ class PgSession:
         if analysis.error is not None:
             decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
         else:
-            decisions = [self.ctx.rules.decide(f, ctx) for f in analysis.statements]
+            decisions = [self._decide(f, ctx) for f in analysis.statements]
             decision = next((d for d in decisions if d.verdict == "deny"), decisions[0])
             facts = analysis.statements[0] if len(analysis.statements) == 1 else None
         self.tracker.sent(Op.PARSE)
@@ -580,7 +610,9 @@ class PgSession:
             await self._write_events([event])
             self.statements.pop(message.name, None)
             return self._poison_parse(message, decision, facts.kind if facts else None)
-        self.statements[message.name] = _Prepared(message.query, facts, decision)
+        self.statements[message.name] = _Prepared(
+            message.query, facts, decision, self.search_path
+        )
         return None
 
     def _on_bind(self, block: bytes, frame: Frame) -> None:
@@ -599,14 +631,36 @@ class PgSession:
             event = self._event("statement", operation="execute", verdict="allow")
             event = attrs.evolve(event, message="unknown portal")
         else:
+            prepared = self._current(prepared)
             event = self._statement_event(
                 prepared.text, prepared.facts, prepared.decision, "execute"
             )
+            if prepared.decision.verdict == "deny":
+                await self._write_events([event])
+                self.tracker.sent(Op.PARSE)
+                kind = prepared.facts.kind if prepared.facts else None
+                return self._poison_step(prepared.decision, kind)
         if not await self._write_events([event]):
-            self.tracker.sent(Op.EXECUTE)
-            return self._poison_query(_AUDIT_DOWN, None)
+            self.tracker.sent(Op.PARSE)
+            return self._poison_step(_AUDIT_DOWN, None)
+        if prepared is not None and prepared.facts is not None:
+            self._follow_settings(prepared.facts)
         self.tracker.sent(Op.EXECUTE, [event.event_id])
         return None
+
+    def _current(self, prepared: _Prepared) -> _Prepared:
+        """The prepared statement decided again if search_path grew since."""
+        if prepared.search_path == self.search_path:
+            return prepared
+        analysis = self._analyze(prepared.text)
+        ctx = self._rule_context()
+        if analysis.error is not None:
+            decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
+            return _Prepared(prepared.text, None, decision, self.search_path)
+        decisions = [self._decide(f, ctx) for f in analysis.statements]
+        decision = next((d for d in decisions if d.verdict == "deny"), decisions[0])
+        facts = analysis.statements[0] if len(analysis.statements) == 1 else None
+        return _Prepared(prepared.text, facts, decision, self.search_path)
 
     def _on_close(self, block: bytes, frame: Frame) -> None:
         message = self._decode(block, frame)
@@ -629,14 +683,19 @@ class PgSession:
                 "unknown-search-path",
                 "search_path set to a value pamwire cannot read before it runs",
             )
-        if facts.kind == "execute" and facts.prepare_name not in self.statements:
-            # The statement behind the name was never checked by pamwire.
-            return Decision(
-                "deny",
-                "unknown-prepared-statement",
-                f'EXECUTE of "{facts.prepare_name}", '
-                "which pamwire did not see prepared",
-            )
+        if facts.kind == "execute":
+            prepared = self.statements.get(facts.prepare_name or "")
+            if prepared is None or not facts.prepare_name:
+                # The statement behind the name was never checked by pamwire.
+                return Decision(
+                    "deny",
+                    "unknown-prepared-statement",
+                    f'EXECUTE of "{facts.prepare_name}", '
+                    "which pamwire did not see prepared",
+                )
+            current = self._current(prepared)
+            if current.decision.verdict == "deny":
+                return current.decision
         return self.ctx.rules.decide(facts, ctx)
 
     def _track_sql_prepare(self, facts: StatementFacts, event: AuditEvent) -> None:
@@ -646,7 +705,9 @@ class PgSession:
             inner = facts.inner
             decision = Decision(event.verdict or "allow", event.rule, event.message)
             text = inner.text if inner is not None and inner.text else facts.text
-            self.statements[name] = _Prepared(text, inner or facts, decision)
+            self.statements[name] = _Prepared(
+                text, inner or facts, decision, self.search_path
+            )
         elif facts.kind == "deallocate" and name == "*":
             self._forget_named_statements()
         elif facts.kind == "deallocate" and name:
@@ -707,6 +768,12 @@ class PgSession:
 
     def _poison_query(self, decision: Decision, kind: str | None) -> bytes:
         return encode(Query(query=self._poison_token(decision, kind)))
+
+    def _poison_step(self, decision: Decision, kind: str | None) -> bytes:
+        """A poison for a step inside the extended protocol (an Execute): a Parse
+        of a named statement, which fails and so skips the rest until Sync."""
+        token = self._poison_token(decision, kind)
+        return encode(Parse(name=token, query=token, param_types=()))
 
     def _poison_parse(
         self, message: Parse, decision: Decision, kind: str | None

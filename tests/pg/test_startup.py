@@ -66,3 +66,12 @@ def test_parse_search_path_folds_and_quotes() -> None:
         "Mixed",
     )
     assert parse_search_path("", user="app") == ()
+
+
+def test_refused_settings_allows_turning_read_only_on() -> None:
+    on = requested_settings(
+        {"user": "a", "options": "-c default_transaction_read_only=on"}
+    )
+    assert refused_settings(on) == []
+    off = requested_settings({"user": "a", "options": "-c transaction_read_only=off"})
+    assert refused_settings(off) == ["transaction_read_only"]

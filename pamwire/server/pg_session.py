@@ -31,7 +31,12 @@ import trio
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
-from pamwire.errors import AuthenticationError, PamwireError, ProtocolError
+from pamwire.errors import (
+    AuthenticationError,
+    MessageTooLarge,
+    PamwireError,
+    ProtocolError,
+)
 from pamwire.grants.credentials import requested_role, split_login
 from pamwire.pg import replies, startup
 from pamwire.pg.auth import ScramServer
@@ -345,6 +350,8 @@ class PgSession:
             )
             final = await self._read_typed(ord("p"))
             server_final = server.client_final(final)
+        except MessageTooLarge:
+            raise  # a protocol error, answered as one
         except (AuthenticationError, ProtocolError) as exc:
             log.info("conn %s: login failed for %r: %s", self.conn_no, user, exc)
             self._audit_nowait("login_failed", detail=str(exc))

@@ -30,6 +30,7 @@ CONFIG = """\
 protocol = "postgres"
 host = "127.0.0.1"
 port = {port}
+login_timeout = 5
 
 [target.app]
 protocol = "postgres"

@@ -72,6 +72,7 @@ from pamwire.server import pg_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
 from pamwire.sql import pg as pg_sql
+from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import Analysis, StatementFacts
 from pamwire.sql.redact import redact_pg
 
@@ -324,6 +325,10 @@ class PgSession:
                 '(rule "startup-setting")',
             )
         for name, value in settings:
+            if name == "client_encoding" and is_unsafe_client_encoding(value):
+                await self._fatal(
+                    replies.FEATURE_NOT_SUPPORTED, _encoding_refused(value)
+                )
             if name == "search_path":
                 assert self.user is not None
                 self._widen_search_path(
@@ -399,6 +404,14 @@ class PgSession:
             await self._fatal(
                 replies.CANNOT_CONNECT,
                 f'pamwire: target "{target.name}" is unavailable: {exc}',
+            )
+        encoding = upstream.parameters.get("client_encoding", "UTF8")
+        if is_unsafe_client_encoding(encoding):
+            # Set for the account on the server (ALTER ROLE ... SET): refused all
+            # the same, since pamwire would read statements differently.
+            await trio.aclose_forcefully(upstream.stream)
+            await self._fatal(
+                replies.FEATURE_NOT_SUPPORTED, _encoding_refused(encoding)
             )
         self.upstream = upstream
         self.upstream_user = credential.user
@@ -680,6 +693,18 @@ class PgSession:
 
     def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
         """Decide one statement of a Query, with the session's own knowledge."""
+        for name, value in facts.assignments:
+            if name == "client_encoding" and (
+                value is None or is_unsafe_client_encoding(value)
+            ):
+                # pamwire reads every later message as UTF-8; an encoding whose
+                # characters can hide a quote would make it read other statements.
+                return Decision(
+                    "deny",
+                    "unsafe-client-encoding",
+                    "this client_encoding would let the server read statements "
+                    "differently from pamwire",
+                )
         if any(n == "search_path" and v is None for n, v in facts.assignments) and (
             facts.kind != "set"
         ):
@@ -830,6 +855,11 @@ class PgSession:
                 status = decode_backend(t, payload(block, frame))
                 assert isinstance(status, ParameterStatus)
                 self.settings[status.name] = status.value
+                if status.name == "client_encoding" and is_unsafe_client_encoding(
+                    status.value
+                ):
+                    # A backstop: rules refuse such a SET before it runs.
+                    self.end(_encoding_refused(status.value).removeprefix("pamwire: "))
         for outcome in outcomes:
             self.ctx.audit.complete(
                 Completion(
@@ -968,6 +998,13 @@ class PgSession:
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)
+
+
+def _encoding_refused(encoding: str) -> str:
+    return (
+        f"pamwire: client_encoding {encoding} is not supported: in it a multibyte "
+        "character can hide a quote or backslash from pamwire; use UTF8"
+    )
 
 
 def _is_discard_all(text: str) -> bool:

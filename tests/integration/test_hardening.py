@@ -114,3 +114,32 @@ def test_prepared_statement_is_decided_again_after_search_path_grows(
     # PREPARE fails on the server (no public.salaries); if it had existed, EXECUTE
     # would now read hr.salaries, so pamwire must refuse the EXECUTE either way.
     assert "denied-tables" in result.stderr
+
+
+@pytest.mark.parametrize("encoding", ["SJIS", "GBK", "BIG5"])
+def test_unsafe_client_encoding_is_refused_at_startup(
+    proxy: Proxy, encoding: str
+) -> None:
+    env = dict(proxy.env, PGCLIENTENCODING=encoding)
+    result = subprocess.run(
+        ["psql", "-X", proxy.dsn(), "-c", "select 1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "is not supported" in result.stderr
+
+
+def test_unsafe_client_encoding_cannot_be_set_in_a_session(proxy: Proxy) -> None:
+    # The review's bypass: SJIS turns bytes 81 5c into one character, so the server
+    # would see a DELETE where pamwire saw one string.
+    with rawpg.connect(proxy.port, PERSON, PERSON_PASSWORD, "app") as conn:
+        replies = conn.query(rawpg.Q("SET client_encoding = 'SJIS'"))
+        assert any(e.code == "42501" for e in rawpg.errors(replies))
+        body = b"SELECT E'\xc3\x81\x5c' AS harmless; DELETE FROM delete_log; --'\x00"
+        replies = conn.query(b"Q" + struct.pack("!I", len(body) + 4) + body)
+        assert not any(
+            e.message.startswith("pamwire") for e in rawpg.errors(replies)
+        ), rawpg.errors(replies)

@@ -151,6 +151,7 @@ class Rule:
     copy: frozenset[str] | None = None
     destructive: bool | None = None
     server_code: bool | None = None
+    unsafe_client_encoding: bool | None = None
     targets: Glob | None = None
     users: Glob | None = None
     roles: Glob | None = None
@@ -201,6 +202,11 @@ class Rule:
         if self.destructive is not None and facts.destructive != self.destructive:
             return False
         if self.server_code is not None and facts.server_code != self.server_code:
+            return False
+        if (
+            self.unsafe_client_encoding is not None
+            and facts.unsafe_client_encoding != self.unsafe_client_encoding
+        ):
             return False
         return self.matches_context(ctx)
 

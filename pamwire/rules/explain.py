@@ -147,6 +147,7 @@ def _facts(facts: StatementFacts) -> dict[str, Any]:
         "copy": facts.copy_target,
         "destructive": facts.destructive,
         "server_code": facts.server_code,
+        "unsafe_client_encoding": facts.unsafe_client_encoding,
         "prepare_name": facts.prepare_name,
         "inner": None if facts.inner is None else _facts(facts.inner),
     }

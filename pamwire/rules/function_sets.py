@@ -60,9 +60,39 @@ _VOLATILE_READERS = frozenset(
     }
 )
 
+# Never in a read-only set, whatever their volatility says: they write large
+# objects or take advisory locks.
+_NEVER_READ_ONLY = frozenset(
+    {
+        "lo_create",
+        "lo_creat",
+        "lo_from_bytea",
+        "lo_import",
+        "lo_export",
+        "lo_open",
+        "lo_put",
+        "lo_truncate",
+        "lo_truncate64",
+        "lo_unlink",
+        "lowrite",
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_advisory_unlock",
+        "pg_advisory_unlock_all",
+        "pg_advisory_unlock_shared",
+        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared",
+    }
+)
+
 #: Set name -> bare function names. ``pg_read_only``: pg_catalog functions that
 #: cannot change the database (every overload immutable or stable in PostgreSQL
 #: 15), less those that read by name, plus volatile ones that only read.
 FUNCTION_SETS: dict[str, frozenset[str]] = {
-    "pg_read_only": (NON_VOLATILE_FUNCTIONS - _READS_BY_NAME) | _VOLATILE_READERS,
+    "pg_read_only": ((NON_VOLATILE_FUNCTIONS - _READS_BY_NAME) | _VOLATILE_READERS)
+    - _NEVER_READ_ONLY,
 }

@@ -151,6 +151,9 @@ class StatementFacts:
     ``destructive`` marks an ALTER that destroys stored data (DROP COLUMN, ALTER
     COLUMN TYPE); ``server_code`` a statement that creates or changes code the
     server runs later or runs code now (functions, rules, triggers, DO, LOAD...).
+    ``unsafe_client_encoding`` marks a change of ``client_encoding`` to an
+    encoding pamwire cannot read the same way as the server (SJIS, BIG5...; see
+    pamwire.sql.encodings), or to a value that is not a constant.
     """
 
     text: str
@@ -171,6 +174,7 @@ class StatementFacts:
     destructive: bool = False
     server_code: bool = False
     calls: frozenset[str] = frozenset()
+    unsafe_client_encoding: bool = False
 
 
 @attrs.frozen(cache_hash=True)

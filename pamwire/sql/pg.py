@@ -22,9 +22,10 @@ import attrs
 from pglast import parser as pg_parser
 
 from pamwire.sql import pg_kinds
+from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 from pamwire.sql.pg_catalog import CATALOG_RELATIONS
-from pamwire.sql.pg_scope import Target, sval, unscoped
+from pamwire.sql.pg_scope import Target, copies_target, sval, unscoped
 
 __all__ = ["Analysis", "StatementFacts", "analyze", "cache_clear"]
 
@@ -357,6 +358,7 @@ class _Walk:
         "calls",
         "columns",
         "copy_target",
+        "cte_queries",
         "ctes",
         "destructive",
         "functions",
@@ -364,6 +366,7 @@ class _Walk:
         "schemas",
         "scopes",
         "server_code",
+        "unsafe_encoding",
         "unscoped",
         "writes",
         "written",
@@ -382,8 +385,13 @@ class _Walk:
         self.unscoped = False
         self.server_code = False
         self.destructive = False
+        # A set_config of client_encoding to a value that is not a constant.
+        self.unsafe_encoding = False
         # CTE names in scope, innermost last.
         self.ctes: list[set[str]] = []
+        # The query of each CTE name seen (the latest wins), to see through
+        # `WITH s AS (SELECT * FROM t) DELETE FROM t USING s ...`.
+        self.cte_queries: dict[str, _Json] = {}
         # FROM items of the enclosing query levels, innermost last.
         self.scopes: list[_Scope] = []
 
@@ -408,6 +416,7 @@ class _Walk:
         self.columns |= other.columns
         self.assignments.extend(other.assignments)
         self.server_code = self.server_code or other.server_code
+        self.unsafe_encoding = self.unsafe_encoding or other.unsafe_encoding
         if scope:
             self.unscoped = self.unscoped or other.unscoped
             self.destructive = self.destructive or other.destructive
@@ -445,6 +454,13 @@ class _Walk:
             copy_target=self.copy_target,
             destructive=self.destructive,
             server_code=self.server_code,
+            unsafe_client_encoding=self.unsafe_encoding
+            or any(
+                name == "client_encoding"
+                and value is not None
+                and is_unsafe_client_encoding(value)
+                for name, value in self.assignments
+            ),
         )
 
     # Generic traversal.
@@ -498,11 +514,13 @@ class _Walk:
         for cte in ctes:
             self.visit(cte.get("ctequery"))
             names.add(cte["ctename"])
+            self.cte_queries[cte["ctename"]] = cte.get("ctequery")
 
     def sub_walk(self, value: _Json) -> _Walk:
         """Walk a part that does not run now (a rule action, a plain EXPLAIN)."""
         other = _Walk(self.schemas)
         other.ctes = list(self.ctes)
+        other.cte_queries = self.cte_queries
         other.scopes = list(self.scopes)
         other.visit(value)
         self.absorb(other, scope=False)
@@ -616,7 +634,10 @@ class _Walk:
             self.assignments.append((ANY_SETTING, None))
             return
         value = pg_kinds.const_text(args[1]) if len(args) > 1 else None
-        self.assignments.append((name.strip().lower(), value))
+        name = name.strip().lower()
+        if name == "client_encoding" and value is None:
+            self.unsafe_encoding = True
+        self.assignments.append((name, value))
 
     def column(self, names: list[str]) -> None:
         """Record a column reference; ``*`` or a bare FROM name reaches every column."""
@@ -771,11 +792,36 @@ def _insert(walk: _Walk, body: _Json) -> None:
     if with_clause is not None:
         walk.enter_with(with_clause)
     walk.visit(body.get("selectStmt"))
+    if _unscoped_upsert(walk, body):
+        walk.unscoped = True
     walk.scopes.append(scope)
     walk.fields(body, skip=("relation", "cols", "selectStmt", "withClause"))
     walk.scopes.pop()
     if with_clause is not None:
         walk.ctes.pop()
+
+
+def _note_ctes(walk: _Walk, body: _Json) -> None:
+    """Know a write's own CTE queries before its scope is judged."""
+    for cte in (body.get("withClause") or {}).get("ctes") or ():
+        query = cte.get("CommonTableExpr", {})
+        walk.cte_queries[query.get("ctename", "")] = query.get("ctequery")
+
+
+def _unscoped_upsert(walk: _Walk, body: _Json) -> bool:
+    """``INSERT INTO t SELECT * FROM t ON CONFLICT DO UPDATE``: every row updated.
+
+    Each row read from the target conflicts with itself, so the DO UPDATE reaches
+    all of them unless its own WHERE restricts.
+    """
+    conflict = body.get("onConflictClause") or {}
+    if conflict.get("action") != "ONCONFLICT_UPDATE":
+        return False
+    target = Target(body["relation"], walk.schemas[0])
+    if not copies_target(body.get("selectStmt"), target, walk.cte_queries):
+        return False
+    where = conflict.get("whereClause")
+    return where is None or unscoped(where, target, (), walk.cte_queries)
 
 
 def _target_scope(walk: _Walk, body: _Json) -> tuple[str, ...]:
@@ -788,7 +834,10 @@ def _update(walk: _Walk, body: _Json) -> None:
     target = body["relation"]
     tables = _target_scope(walk, body)
     walk.target_columns(tables, body.get("targetList"))
-    if unscoped(body.get("whereClause"), Target(target, walk.schemas[0])):
+    where = body.get("whereClause")
+    sources = body.get("fromClause") or ()
+    _note_ctes(walk, body)
+    if unscoped(where, Target(target, walk.schemas[0]), sources, walk.cte_queries):
         walk.unscoped = True
     walk.query_level(body, ("relation", "fromClause"), ("relation",))
 
@@ -797,7 +846,10 @@ def _delete(walk: _Walk, body: _Json) -> None:
     walk.writes.add("delete")
     target = body["relation"]
     _target_scope(walk, body)
-    if unscoped(body.get("whereClause"), Target(target, walk.schemas[0])):
+    where = body.get("whereClause")
+    sources = body.get("usingClause") or ()
+    _note_ctes(walk, body)
+    if unscoped(where, Target(target, walk.schemas[0]), sources, walk.cte_queries):
         walk.unscoped = True
     walk.query_level(body, ("relation", "usingClause"), ("relation",))
 
@@ -808,6 +860,7 @@ def _merge(walk: _Walk, body: _Json) -> None:
     tables = _target_scope(walk, body)
     target = Target(target_rel, walk.schemas[0])
     join = body.get("joinCondition")
+    _note_ctes(walk, body)
     for clause in body.get("mergeWhenClauses") or ():
         when = clause.get("MergeWhenClause", {})
         command = when.get("commandType")
@@ -817,14 +870,15 @@ def _merge(walk: _Walk, body: _Json) -> None:
         if command not in ("CMD_DELETE", "CMD_UPDATE"):
             continue
         condition = when.get("condition")
+        sources = [body.get("sourceRelation")]
         if when.get("matchKind") == "MERGE_WHEN_NOT_MATCHED_BY_SOURCE":
             # Rows without a partner: only the arm's own condition limits them.
-            scope = condition
+            scope, sources = condition, []
         elif condition is None:
             scope = join
         else:
             scope = {"BoolExpr": {"boolop": "AND_EXPR", "args": [join, condition]}}
-        if unscoped(scope, target):
+        if unscoped(scope, target, sources, walk.cte_queries):
             walk.unscoped = True
     walk.query_level(body, ("relation", "sourceRelation"), ("relation",))
 

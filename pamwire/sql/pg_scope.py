@@ -495,7 +495,7 @@ class _Judge:
         if not lrefs.cols and not rrefs.cols:
             return _V.OPEN
         if lrefs.cols and rrefs.cols:
-            if not lrefs.calls and not rrefs.calls and _shape(left) == _shape(right):
+            if not lrefs.calls and not rrefs.calls and self.same(left, right):
                 if op in ("=", "<=", ">="):
                     return _V.TRUE
                 if op in ("<>", "<", ">"):
@@ -805,12 +805,34 @@ class _Judge:
         finally:
             self.levels.pop()
 
+    def same(self, left: _Json, right: _Json) -> bool:
+        """Whether two expressions are one, reading every target alias as the target."""
+        return self._key(left) == self._key(right)
+
+    def _key(self, expr: _Json) -> str:
+        return _shape(self._canonical(expr))
+
+    def _canonical(self, value: _Json) -> _Json:
+        if isinstance(value, list):
+            return [self._canonical(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        column = value.get("ColumnRef")
+        if column is not None and len(value) == 1:
+            fields = [
+                "*" if "A_Star" in item else sval(item)
+                for item in column.get("fields") or ()
+            ]
+            if fields and self.resolve(fields) == _TARGET:
+                return {"ColumnRef": {"target": fields[-1]}}
+        return {key: self._canonical(item) for key, item in value.items()}
+
     def _complementary(self, branches: list[tuple[_Json, bool]]) -> bool:
         """Whether OR branches hold ``p`` and ``NOT p``, or cover a column's values."""
         seen: dict[str, set[bool]] = {}
         atoms = []
         for node, neg in branches:
-            seen.setdefault(_shape(node), set()).add(neg)
+            seen.setdefault(self._key(node), set()).add(neg)
             atom = self._atom(node, neg)
             if atom is not None:
                 atoms.append(atom)
@@ -838,20 +860,20 @@ class _Judge:
                 if self._plain_column(column):
                     point = self._point(value)
                     if point is not None:
-                        return Atom(_shape(column), this_op, (point,))
+                        return Atom(self._key(column), this_op, (point,))
             return None
         if kind == "AEXPR_IN" and self._plain_column(left):
             points = self._points(_items(right))
             if not points:
                 return None
             positive = (op == "=") != neg
-            return Atom(_shape(left), "in" if positive else "not in", points)
+            return Atom(self._key(left), "in" if positive else "not in", points)
         if kind in ("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN") and self._plain_column(left):
             bounds = self._points(_items(right))
             if len(bounds) != 2 or not all(isinstance(b, Decimal) for b in bounds):
                 return None
             inside = (kind == "AEXPR_BETWEEN") != neg
-            return Atom(_shape(left), "between" if inside else "not between", bounds)
+            return Atom(self._key(left), "between" if inside else "not between", bounds)
         return None
 
     def _points(self, items: list[_Json]) -> tuple[pg_patterns.Point, ...]:

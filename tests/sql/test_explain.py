@@ -86,3 +86,27 @@ def test_explain_bad_arguments(policy: RuleSet) -> None:
         run_explain(_args("--setting", "timezone=utc", "SELECT 1"), policy)
     with pytest.raises(ConfigError, match="dialect 'mysql'"):
         run_explain(_args("--dialect", "mysql", "SELECT 1"), policy)
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        (
+            "ALTER SYSTEM SET default_transaction_read_only = off",
+            "no-persistent-settings",
+        ),
+        ("ALTER DATABASE app SET role = postgres", "no-persistent-settings"),
+        ("SET client_encoding = 'SJIS'", "unsafe-client-encoding"),
+        (
+            "SELECT set_config(current_setting('x'), 'on', false)",
+            "no-dynamic-set-config",
+        ),
+    ],
+)
+def test_explain_names_the_new_baseline_rules(
+    policy: RuleSet, sql: str, rule: str
+) -> None:
+    out = json.loads(run_explain(_args("--format", "json", sql), policy))
+    assert out["verdict"] == "deny" and out["rule"] == rule
+    table = run_explain(_args(sql), policy)
+    assert f"verdict: deny by rule {rule}" in table

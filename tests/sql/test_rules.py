@@ -10,6 +10,7 @@ import pytest
 
 from pamwire.errors import ConfigError
 from pamwire.rules.engine import Decision, RuleContext, RuleSet
+from pamwire.rules.function_sets import FUNCTION_SETS
 from pamwire.rules.loader import builtin_pack, load_rules, run_examples
 from pamwire.sql import pg
 
@@ -60,6 +61,37 @@ def test_baseline_names_the_specific_rule() -> None:
     assert [d.verdict for d in decisions] == ["allow", "deny"]
     assert decisions[1].rule == "no-unscoped-delete"
     assert decisions[1].message and "WHERE" in decisions[1].message
+
+
+def test_baseline_dynamic_set_config_has_its_own_message() -> None:
+    ruleset = load_rules([builtin_pack("baseline")])
+    sql = "SELECT set_config(current_setting('x'), 'off', false)"
+    (decision,) = _decide(ruleset, sql)
+    assert decision.rule == "no-dynamic-set-config"
+    assert decision.message and "not a constant" in decision.message
+    assert "role" not in decision.message
+    (decision,) = _decide(ruleset, "SELECT set_config('role', 'postgres', false)")
+    assert decision.rule == "no-session-privilege-change"
+
+
+def test_read_only_set_holds_no_large_object_writes_or_advisory_locks() -> None:
+    names = FUNCTION_SETS["pg_read_only"]
+    for name in (
+        "lo_unlink",
+        "lo_from_bytea",
+        "lo_put",
+        "lo_truncate",
+        "lo_truncate64",
+        "lo_create",
+        "lo_creat",
+        "lowrite",
+        "pg_advisory_lock",
+        "pg_advisory_xact_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_xact_lock_shared",
+    ):
+        assert name not in names, name
+    assert {"lower", "now", "set_config"} <= names
 
 
 # --- the engine ---------------------------------------------------------------------

@@ -59,6 +59,10 @@ KINDS: frozenset[str] = frozenset(
         "security_label",
         "empty",
         "other",
+        # MySQL/MariaDB: USE db, KILL, UNLOCK TABLES.
+        "use",
+        "kill",
+        "unlock",
     }
 )
 
@@ -80,6 +84,7 @@ OBJECT_TYPES: frozenset[str] = frozenset(
         "defacl",
         "domain",
         "domconstraint",
+        "event",
         "event_trigger",
         "extension",
         "fdw",

@@ -1,0 +1,462 @@
+"""Walk a sqlglot MySQL tree once: tables, columns, functions, writes and scope.
+
+Tables are ``db.table`` (lowercased; ``?`` as the database when the session has
+none). A CTE name is no table where the CTE is visible. Columns resolve through
+the aliases of their query level and the levels around it; ``*`` reaches every
+column of the level's tables. A DELETE or UPDATE is unscoped when its WHERE
+(with the ON conditions of inner joins, for the multi-table forms) can hold for
+every row of a target without the data deciding.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+__all__ = ["Walk", "function_name"]
+
+# Func subclasses that are syntax, not calls a rule could mean.
+_SYNTAX = (exp.Cast, exp.TryCast, exp.Case, exp.Extract, exp.Convert)
+_NO_TABLES: tuple[str, ...] = ()
+
+
+def function_name(node: exp.Expression) -> str | None:
+    """The lowercase name of a call node, or None when the node is no call."""
+    if isinstance(node, exp.Anonymous):
+        name = node.this
+        return (name.name if isinstance(name, exp.Identifier) else str(name)).lower()
+    if not isinstance(node, exp.Func) or isinstance(node, _SYNTAX):
+        return None
+    if isinstance(node, (exp.Binary, exp.Unary, exp.Connector)):
+        return None  # an operator sqlglot types as a function (REGEXP, DIV...)
+    return node.sql_name().lower()
+
+
+class _Level:
+    __slots__ = ("aliases", "tables")
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        self.tables: list[str] = []
+
+    def add(self, alias: str, tables: tuple[str, ...]) -> None:
+        self.aliases[alias.lower()] = tables
+        self.tables.extend(tables)
+
+
+class Walk:
+    """Facts gathered from one statement tree."""
+
+    def __init__(self, database: str | None) -> None:
+        self.database = (database or "?").lower()
+        self.read: set[str] = set()
+        self.written: set[str] = set()
+        self.functions: set[str] = set()
+        self.calls: set[str] = set()
+        self.columns: set[str] = set()
+        self.writes: set[str] = set()
+        self.unscoped = False
+        self.ctes: set[str] = set()
+        self.levels: list[_Level] = []
+
+    # --- names ----------------------------------------------------------------
+
+    def name(self, table: exp.Table) -> str | None:
+        """``db.table`` for a table node, None for a CTE name or DUAL."""
+        name = table.name.lower()
+        db = table.text("db").lower()
+        if not name:
+            return None
+        if not db:
+            if name in self.ctes or name == "dual":
+                return None
+            db = self.database
+        return f"{db}.{name}"
+
+    def table(self, table: exp.Table, *, written: bool) -> tuple[str, ...]:
+        name = self.name(table)
+        if name is None:
+            return _NO_TABLES
+        (self.written if written else self.read).add(name)
+        return (name,)
+
+    # --- the walk -------------------------------------------------------------
+
+    def visit(self, node: exp.Expression | None) -> None:
+        if node is None:
+            return
+        if isinstance(node, (exp.Select, exp.Update, exp.Delete)):
+            self.query_level(node)
+            return
+        if isinstance(node, exp.With):
+            self.with_clause(node)
+            return
+        if isinstance(node, exp.Insert):
+            self.insert(node)
+            return
+        if isinstance(node, exp.Table):
+            self.table(node, written=False)
+            self.children(node)
+            return
+        if isinstance(node, exp.Column):
+            self.column(node)
+            return
+        if isinstance(node, exp.Star):
+            if self.levels:
+                self.columns.update(f"{t}.*" for t in self.levels[-1].tables)
+            return
+        if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Anonymous):
+            qualifier = node.this
+            if isinstance(qualifier, exp.Identifier):
+                bare = function_name(node.expression)
+                if bare is not None:
+                    written = f"{qualifier.name.lower()}.{bare}"
+                    self.functions.update((bare, written))
+                    self.calls.add(written)
+                    self.children(node.expression)
+                    return
+        name = function_name(node)
+        if name is not None:
+            self.functions.add(name)
+            self.calls.add(name)
+        self.children(node)
+
+    def children(self, node: exp.Expression) -> None:
+        for child in node.iter_expressions():
+            self.visit(child)
+
+    def with_clause(self, node: exp.With) -> None:
+        # A CTE is visible in the CTEs after it and in the statement; in its
+        # own body only when RECURSIVE.
+        for cte in node.expressions:
+            name = cte.alias_or_name.lower()
+            if node.args.get("recursive"):
+                self.ctes.add(name)
+            self.visit(cte.this)
+            self.ctes.add(name)
+
+    def query_level(self, node: exp.Expression) -> None:
+        with_clause = node.args.get("with_") or node.args.get("with")
+        if isinstance(with_clause, exp.With):
+            self.with_clause(with_clause)
+        level = _Level()
+        sources = self.sources(node)
+        for source in sources:
+            self.collect(level, source)
+        self.levels.append(level)
+        try:
+            if isinstance(node, exp.Update):
+                self.update(node, level)
+            elif isinstance(node, exp.Delete):
+                self.delete(node, level)
+            elif node.args.get("locks"):
+                self.writes.add("lock")
+            for key, value in node.args.items():
+                if key in ("with_", "with"):
+                    continue
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, exp.Expression):
+                        self.visit_source_aware(child, sources)
+        finally:
+            self.levels.pop()
+
+    def visit_source_aware(
+        self, node: exp.Expression, sources: list[exp.Expression]
+    ) -> None:
+        """Visit a child; FROM items are recorded already, so only their insides."""
+        if isinstance(node, exp.From):
+            self.visit_source_aware(node.this, sources)
+            return
+        if isinstance(node, exp.Join):
+            self.visit_source_aware(node.this, sources)
+            for key in ("on", "using"):
+                value = node.args.get(key)
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, exp.Expression):
+                        self.using(child) if key == "using" else self.visit(child)
+            return
+        if isinstance(node, exp.Table) and any(node is s for s in sources):
+            for join in node.args.get("joins") or ():
+                self.visit_source_aware(join, sources)
+            for key, value in node.args.items():
+                if key in ("this", "db", "catalog", "alias", "joins"):
+                    continue
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, exp.Expression):
+                        self.visit(child)
+            return
+        self.visit(node)
+
+    def using(self, node: exp.Expression) -> None:
+        # JOIN ... USING (c): the column of every table at this level.
+        if isinstance(node, (exp.Identifier, exp.Column)) and self.levels:
+            self.columns.update(
+                f"{t}.{node.name.lower()}" for t in self.levels[-1].tables
+            )
+
+    def sources(self, node: exp.Expression) -> list[exp.Expression]:
+        """The FROM items of one query level, joins included."""
+        found: list[exp.Expression] = []
+        if isinstance(node, (exp.Update, exp.Delete)):
+            found.append(node.this)
+            for item in node.args.get("tables") or ():
+                found.append(item)
+        from_ = node.args.get("from_") or node.args.get("from")
+        if isinstance(from_, exp.From):
+            found.append(from_.this)
+        using = node.args.get("using")
+        if isinstance(using, list):
+            found.extend(using)
+        for join in node.args.get("joins") or ():
+            found.append(join.this)
+        more = []
+        for item in found:
+            for join in item.args.get("joins") or ():
+                more.append(join.this)
+        return found + more
+
+    def collect(self, level: _Level, source: exp.Expression) -> None:
+        """Record a FROM item's table (read) and its alias at this level."""
+        if isinstance(source, exp.Table):
+            name = self.name(source)
+            tables = (name,) if name else _NO_TABLES
+            if name:
+                self.read.add(name)
+            level.add(source.alias_or_name, tables)
+            if source.alias and source.name:
+                level.aliases.setdefault(source.name.lower(), tables)
+            return
+        alias = source.alias if hasattr(source, "alias") else ""
+        if alias:
+            level.add(alias, _NO_TABLES)
+
+    def column(self, node: exp.Column) -> None:
+        name = node.name.lower()
+        qualifier = node.table.lower()
+        if isinstance(node.this, exp.Star):
+            name = "*"
+        db = node.text("db").lower()
+        if db:
+            self.columns.add(f"{db}.{qualifier}.{name}")
+            return
+        if qualifier:
+            for level in reversed(self.levels):
+                tables = level.aliases.get(qualifier)
+                if tables is not None:
+                    self.columns.update(f"{t}.{name}" for t in tables)
+                    return
+            self.columns.add(f"{self.database}.{qualifier}.{name}")
+            return
+        for level in self.levels:
+            self.columns.update(f"{t}.{name}" for t in level.tables)
+
+    # --- writes ---------------------------------------------------------------
+
+    def insert(self, node: exp.Insert) -> None:
+        self.writes.add("insert")
+        target = node.this
+        columns: list[str] = []
+        if isinstance(target, exp.Schema):
+            columns = [c.name.lower() for c in target.expressions]
+            target = target.this
+        tables = (
+            self.table(target, written=True) if isinstance(target, exp.Table) else ()
+        )
+        if columns:
+            self.columns.update(f"{t}.{c}" for t in tables for c in columns)
+        else:
+            self.columns.update(f"{t}.*" for t in tables)
+        level = _Level()
+        if isinstance(target, exp.Table):
+            level.add(target.alias_or_name, tables)
+        with_clause = node.args.get("with_") or node.args.get("with")
+        if isinstance(with_clause, exp.With):
+            self.with_clause(with_clause)
+        self.visit(node.expression)
+        self.levels.append(level)
+        try:
+            for key, value in node.args.items():
+                if key in ("this", "expression", "with_", "with"):
+                    continue
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, exp.Expression):
+                        self.visit(child)
+        finally:
+            self.levels.pop()
+
+    def targets(self, node: exp.Expression, level: _Level) -> list[tuple[str, ...]]:
+        """The tables a DELETE or UPDATE writes, each as its resolved names."""
+        if isinstance(node, exp.Delete) and node.args.get("tables"):
+            result = []
+            for item in node.args["tables"]:
+                key = item.name.lower()
+                resolved = level.aliases.get(key)
+                if resolved is None:
+                    name = self.name(item)
+                    resolved = (name,) if name else _NO_TABLES
+                result.append(resolved)
+            return result
+        if isinstance(node, exp.Update) and len(self.sources(node)) > 1:
+            # Multi-table UPDATE: the tables whose columns SET assigns.
+            result = []
+            for assignment in node.expressions:
+                column = assignment.this
+                if isinstance(column, exp.Column) and column.table:
+                    resolved = level.aliases.get(column.table.lower())
+                    if resolved is not None:
+                        result.append(resolved)
+                        continue
+                result.extend((t,) for t in level.tables)
+            return result
+        name = self.name(node.this) if isinstance(node.this, exp.Table) else None
+        return [(name,)] if name else []
+
+    def update(self, node: exp.Update, level: _Level) -> None:
+        self.writes.add("update")
+        targets = self.targets(node, level)
+        for tables in targets:
+            self.written.update(tables)
+        for assignment in node.expressions:
+            column = assignment.this
+            if isinstance(column, exp.Column):
+                self.column(column)
+        self.scope(node, level, targets)
+
+    def delete(self, node: exp.Delete, level: _Level) -> None:
+        self.writes.add("delete")
+        targets = self.targets(node, level)
+        for tables in targets:
+            self.written.update(tables)
+        self.scope(node, level, targets)
+
+    def scope(
+        self, node: exp.Expression, level: _Level, targets: list[tuple[str, ...]]
+    ) -> None:
+        conditions: list[exp.Expression] = []
+        where = node.args.get("where")
+        if isinstance(where, exp.Where):
+            conditions.append(where.this)
+        for source in self.sources(node):
+            for join in source.args.get("joins") or ():
+                conditions.extend(_inner_join_conditions(join))
+        for join in node.args.get("joins") or ():
+            conditions.extend(_inner_join_conditions(join))
+        for tables in targets:
+            names = {
+                alias for alias, t in level.aliases.items() if set(t) & set(tables)
+            }
+            if not any(_scopes(c, names) for c in conditions):
+                self.unscoped = True
+
+
+def _inner_join_conditions(join: exp.Join) -> list[exp.Expression]:
+    """ON/USING of a join that filters both sides (not LEFT/RIGHT/NATURAL)."""
+    if join.side or join.args.get("method"):
+        return []
+    on = join.args.get("on")
+    if isinstance(on, exp.Expression):
+        return [on]
+    using = join.args.get("using")
+    if using:
+        # USING (c) compares c of both sides: it depends on the rows.
+        return [exp.column("__using__", "__any__")]
+    return []
+
+
+# --- scope: does a condition depend on the target's rows? -------------------------
+
+
+def _scopes(cond: exp.Expression, target: set[str]) -> bool:
+    """Whether ``cond`` limits the target's rows (False: provably or maybe all)."""
+    while isinstance(cond, exp.Paren):
+        cond = cond.this
+    if isinstance(cond, exp.And):
+        return _scopes(cond.this, target) or _scopes(cond.expression, target)
+    if isinstance(cond, exp.Or):
+        branches = _or_branches(cond)
+        if any(not _scopes(b, target) for b in branches):
+            return False
+        return not _complementary(branches)
+    if isinstance(cond, exp.Not):
+        inner = cond.this
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
+        if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):
+            return False  # NOT (c IS NULL): true on every row of a NOT NULL column
+    if isinstance(cond, exp.Column) and cond.name == "__using__":
+        return True
+    if not _references(cond, target):
+        return False
+    if isinstance(cond, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ)) and (
+        _same(cond.this, cond.expression)
+    ):
+        return False
+    if isinstance(cond, exp.Not) and isinstance(cond.this, exp.Is):
+        return False  # c IS NOT NULL
+    if isinstance(cond, exp.Is) and not isinstance(cond.expression, exp.Null):
+        return True
+    if isinstance(cond, exp.Like) and _all_pattern(cond.expression):
+        return False
+    return not (isinstance(cond, exp.In) and _self_in(cond))
+
+
+def _or_branches(cond: exp.Expression) -> list[exp.Expression]:
+    while isinstance(cond, exp.Paren):
+        cond = cond.this
+    if isinstance(cond, exp.Or):
+        return _or_branches(cond.this) + _or_branches(cond.expression)
+    return [cond]
+
+
+def _complementary(branches: list[exp.Expression]) -> bool:
+    """``p OR NOT p``, ``c IS NULL OR c IS NOT NULL``."""
+    seen = {b.sql(dialect="mysql") for b in branches}
+    for branch in branches:
+        inner = branch.this if isinstance(branch, exp.Not) else None
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
+        if inner is not None and inner.sql(dialect="mysql") in seen:
+            return True
+    return False
+
+
+def _references(cond: exp.Expression, target: set[str]) -> bool:
+    """Whether a column of the target appears (unqualified counts at the top)."""
+    for column in cond.find_all(exp.Column):
+        qualifier = column.table.lower()
+        if qualifier:
+            if qualifier in target:
+                return True
+            continue
+        if column.find_ancestor(exp.Select) is None:
+            return True
+    return False
+
+
+def _same(left: exp.Expression, right: exp.Expression) -> bool:
+    return (
+        isinstance(left, exp.Column)
+        and isinstance(right, exp.Column)
+        and left.name.lower() == right.name.lower()
+        and left.table.lower() == right.table.lower()
+    )
+
+
+def _all_pattern(pattern: exp.Expression) -> bool:
+    return (
+        isinstance(pattern, exp.Literal)
+        and pattern.is_string
+        and (pattern.this != "" and set(pattern.this) == {"%"})
+    )
+
+
+def _self_in(cond: exp.In) -> bool:
+    """``c IN (SELECT c FROM same_table)`` with nothing filtering the sub-select."""
+    query = cond.args.get("query")
+    select = query.this if isinstance(query, exp.Subquery) else query
+    if not isinstance(select, exp.Select) or not isinstance(cond.this, exp.Column):
+        return False
+    if select.args.get("where") or select.args.get("joins") or select.args.get("limit"):
+        return False
+    if select.args.get("having"):
+        return False
+    return [e.name.lower() for e in select.expressions] == [cond.this.name.lower()]

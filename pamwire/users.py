@@ -20,6 +20,7 @@ from types import TracebackType
 import attrs
 
 from pamwire.errors import AuthenticationError, ConfigError
+from pamwire.mysql.auth import mysql_verifiers
 from pamwire.pg.auth import ScramVerifier, make_scram_verifier
 
 log = logging.getLogger("pamwire.users")
@@ -34,13 +35,12 @@ NAME_RULE = "1-63 characters of A-Z a-z 0-9 _ . @ + -"
 # "alice" and "Alice" would be two persons to the database but one to a reader of
 # the audit trail: names are unique regardless of ASCII case, looked up exactly.
 #
-# TODO(mysql): verifiers for the MySQL methods go in person_verifier, one row per
-# method, so a method can be added without a migration. mysql_native_password
-# checks a client against SHA1(SHA1(password)), and caching_sha2_password's fast
-# path against SHA256(SHA256(password)) (its full path sends the cleartext over
-# TLS). Neither can be derived from the SCRAM verifier, so add() and
-# set_password() must write them while they hold the password. set_password()
-# already deletes the rows, which belong to the old password.
+# The MySQL methods' verifiers live in person_verifier, one row per method (hex),
+# so a method can be added without a migration: mysql_native_password checks a
+# client against SHA1(SHA1(password)), caching_sha2_password's fast path against
+# SHA256(SHA256(password)). Neither can be derived from the SCRAM verifier, so
+# add() and set_password() write them while they hold the password. Persons added
+# before these rows existed have none until their password is set again.
 _SCHEMA_V1 = (
     """
     CREATE TABLE person (
@@ -163,6 +163,7 @@ class UserStore:
                     " VALUES (?, ?, ?, 0)",
                     (name, person.scram.to_string(), person.created_at),
                 )
+                self._store_verifiers(name, password)
         except sqlite3.IntegrityError:
             raise ConfigError(
                 f"person {name!r} already exists (names are compared ignoring case)"
@@ -180,6 +181,8 @@ class UserStore:
             ).rowcount
             # Verifiers of other methods belong to the old password.
             self._db.execute("DELETE FROM person_verifier WHERE name = ?", (name,))
+            if changed:
+                self._store_verifiers(name, password)
         if not changed:
             raise ConfigError(f"no person named {name!r}")
 
@@ -201,6 +204,30 @@ class UserStore:
                 (name,),
             ).fetchone()
         return None if row is None else self._person(row)
+
+    def verifiers(self, name: str) -> dict[str, bytes]:
+        """The MySQL verifiers of the person named exactly `name`, by method name.
+
+        Empty when there is no such person or the person has none stored yet.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT method, verifier FROM person_verifier WHERE name = ?", (name,)
+            ).fetchall()
+        out: dict[str, bytes] = {}
+        for method, verifier in rows:
+            try:
+                out[method] = bytes.fromhex(verifier)
+            except ValueError:
+                log.error("unreadable %s verifier of person %r", method, name)
+        return out
+
+    def _store_verifiers(self, name: str, password: str) -> None:
+        # Called inside the caller's transaction, with the lock held.
+        self._db.executemany(
+            "INSERT INTO person_verifier (name, method, verifier) VALUES (?, ?, ?)",
+            [(name, m, v.hex()) for m, v in mysql_verifiers(password).items()],
+        )
 
     def list(self) -> builtins.list[Person]:
         """Return all persons, ordered by name."""

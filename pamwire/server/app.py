@@ -27,6 +27,7 @@ from pamwire.rules.loader import builtin_pack, load_rules
 from pamwire.server.audit_writer import AuditWriter
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import ConfiguredCredentials, CredentialProvider
+from pamwire.server.mysql_session import MySqlSession
 from pamwire.server.pg_session import PgSession
 from pamwire.users import UserStore
 
@@ -203,13 +204,15 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 def _handler(
     ctx: ServerContext, listener: Listener
 ) -> Callable[[trio.SocketStream], Awaitable[None]] | None:
-    if listener.protocol != "postgres":
-        # TODO(mysql): the MySQL listener arrives with the MySQL protocol issue.
-        log.warning("%s listeners are not implemented yet; skipped", listener.protocol)
+    session_class: type[PgSession] | type[MySqlSession] = PgSession
+    if listener.protocol == "mysql":
+        session_class = MySqlSession
+    elif listener.protocol != "postgres":
+        log.warning("%s listeners are not implemented; skipped", listener.protocol)
         return None
 
     async def handle(stream: trio.SocketStream) -> None:
-        session = PgSession(
+        session = session_class(
             ctx,
             stream,
             listener.max_message_size,

@@ -1,0 +1,1359 @@
+"""One MySQL/MariaDB client session: pamwire's own handshake and login, then commands.
+
+Theory of operation. The MySQL protocol is strictly one command, one reply: a
+client waits for the whole reply before it sends the next command (except the
+packets of a LOCAL INFILE transfer, which belong to the reply). So a session is
+one loop. It reads a command, decides every statement it carries, writes the
+audit events, forwards the command's packet as it came and relays the reply
+packet by packet until results.ReplyTracker says it is complete. Rows are
+forwarded by first byte and length only, never decoded.
+
+A denial needs no trick here: the server never sees the command, and pamwire
+answers with its own ERR packet at sequence id 1, exactly where the server's
+reply would have started. The session stays usable. A COM_QUERY with several
+statements is refused as a whole when any one of them is denied.
+
+pamwire presents its own connection ids in its handshake and maps them to the
+upstream ones: `KILL [QUERY] n` naming a pamwire id is run upstream, over a
+connection of the killed session's own account, against that session's
+upstream connection and no other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Final, NoReturn
+
+import attrs
+import trio
+
+from pamwire.audit.events import AuditEvent, Completion
+from pamwire.audit.store import AuditWriteError
+from pamwire.config import Target
+from pamwire.errors import (
+    ClientProtocolError,
+    PamwireError,
+    ProtocolError,
+    ServerProtocolError,
+)
+from pamwire.grants.credentials import split_login
+from pamwire.mysql import auth, codec, replies
+from pamwire.mysql import messages as m
+from pamwire.mysql.constants import Capability, Command, ServerStatus
+from pamwire.mysql.packets import Packet, PacketReader, frame, payload
+from pamwire.mysql.results import Outcome, ReplyTracker, Step
+from pamwire.rules.engine import Decision, RuleContext, strongest
+from pamwire.server import mysql_upstream
+from pamwire.server.context import ServerContext
+from pamwire.server.credentials import SessionLogin
+from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
+
+log = logging.getLogger("pamwire.mysql.session")
+
+# Largest packet accepted before login: a handshake response with connection
+# attributes is a few hundred bytes.
+LOGIN_PACKET_LIMIT: Final = 64 * 1024
+
+# What pamwire offers clients: the codec's capabilities, without TLS and
+# compression (neither is in SUPPORTED_CAPABILITIES).
+ADVERTISED_CAPABILITIES: Final = codec.SUPPORTED_CAPABILITIES
+
+# The plugin named in pamwire's handshake. Clients may answer with either
+# supported plugin (pamwire stores verifiers for both); any other is switched.
+HANDSHAKE_PLUGIN: Final = auth.CACHING_SHA2_PASSWORD
+
+# Capabilities that change packet layouts after login: both legs must agree.
+_LAYOUT_CAPABILITIES: Final = (
+    codec.PROTOCOL_41
+    | codec.DEPRECATE_EOF
+    | codec.SESSION_TRACK
+    | int(Capability.CLIENT_MULTI_RESULTS)
+    | int(Capability.CLIENT_PS_MULTI_RESULTS)
+)
+
+# Shown in the handshake when no target's version is known. A MariaDB version:
+# clients then pick utf8mb4_general_ci, which MySQL 8 knows too (the reverse,
+# utf8mb4_0900_ai_ci, MariaDB refuses).
+DEFAULT_SERVER_VERSION: Final = "5.5.5-10.11.0-MariaDB-pamwire"
+# Targets asked for their greeting when none is known, and for how long each.
+_VERSION_PROBES: Final = 3
+_VERSION_PROBE_TIMEOUT: Final = 1.0
+
+# Connection ids pamwire presents. They start high so that an upstream id that
+# a client learnt from CONNECTION_ID() is unlikely to name a pamwire session.
+_CONNECTION_IDS = itertools.count(1_000_001)
+
+# Live sessions by pamwire connection id, for KILL. One pamwire process serves
+# one ServerContext, so a module-level table is enough.
+_LIVE: dict[int, MySqlSession] = {}
+
+# Server versions seen per target, shown in later handshakes.
+_SERVER_VERSIONS: dict[str, str] = {}
+
+_NO_BACKSLASH: Final = int(ServerStatus.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+_ANSI_QUOTES_FLAG: Final = int(ServerStatus.SERVER_STATUS_ANSI_QUOTES)
+# sql_mode names that turn on ANSI_QUOTES (MariaDB's combination modes too).
+_ANSI_QUOTES_MODES: Final = frozenset(
+    {"ANSI_QUOTES", "ANSI", "DB2", "MAXDB", "MSSQL", "ORACLE", "POSTGRESQL"}
+)
+
+# Collations (handshake ids) of character sets whose multibyte characters can
+# end in a backslash or quote byte: pamwire would split the text differently
+# from the server (big5, sjis, gbk, cp932, gb18030).
+_UNSAFE_COLLATIONS: Final = frozenset({1, 13, 28, 84, 87, 88, 95, 96, 248, 249, 250})
+_UNSAFE_CHARSET_WORD = re.compile(r"\b(big5|sjis|gbk|cp932|gb18030)\b", re.IGNORECASE)
+
+
+class SessionEnd(Exception):
+    """The session is over; the client has been told why if it could be."""
+
+
+@attrs.define
+class _Prepared:
+    """A statement prepared through pamwire, under the server's statement id."""
+
+    text: str
+    facts: StatementFacts | None
+    decision: Decision
+
+
+@attrs.define
+class _Checked:
+    """The decision on one command's SQL: events to write, and what to do."""
+
+    events: list[AuditEvent]
+    facts: tuple[StatementFacts, ...]
+    denied: tuple[Decision, str | None] | None = None
+    kill: tuple[int, bool] | None = None
+    use_database: str | None = None
+    local_infile: bool = False
+    refresh_sql_mode: bool = False
+
+
+class MySqlSession:
+    """Serves one MySQL client connection from its first byte to its close."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        stream: trio.SocketStream,
+        max_message_size: int,
+        *,
+        login_timeout: float = 60.0,
+        max_clients: int = 1000,
+    ) -> None:
+        self.ctx = ctx
+        self.client = stream
+        self.max_message_size = max_message_size
+        self.login_timeout = login_timeout
+        self.max_clients = max_clients
+        self.id = secrets.token_hex(6)
+        self._event_numbers = itertools.count(1)
+        self.conn_no = next(_CONNECTION_IDS)
+        self.packets = mysql_upstream.PacketStream(
+            stream, PacketReader(max_packet_size=LOGIN_PACKET_LIMIT)
+        )
+        self.peer = _peer(stream)
+        self.user: str | None = None
+        self.target: Target | None = None
+        self.application: str | None = None
+        self.login: SessionLogin | None = None
+        self.upstream: mysql_upstream.UpstreamConnection | None = None
+        self.caps = codec.PROTOCOL_41
+        self.database: str | None = None
+        self.flavor = "mysql"
+        self.server_version: tuple[int, int, int] = (8, 0, 0)
+        self.sql_mode: frozenset[str] = frozenset()
+        self.status = replies.INITIAL_STATUS
+        self.statements: dict[int, _Prepared] = {}
+        self.end_reason: str | None = None
+        self.busy = False
+        self.quit = False
+        self._scope: trio.CancelScope | None = None
+
+    # -- entry point --
+
+    async def serve(self) -> None:
+        """Run the session; never raises for anything a peer did."""
+        log.debug("conn %s: accepted from %s", self.conn_no, self.peer)
+        try:
+            with trio.move_on_after(self.login_timeout) as login_scope:
+                await self._login()
+            if login_scope.cancelled_caught:
+                log.info("conn %s: login timed out", self.conn_no)
+                return
+            self.packets.reader.max_packet_size = self.max_message_size
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self.end_reason is None:
+                    await self._command_loop()
+        except SessionEnd:
+            pass
+        except ServerProtocolError as exc:
+            log.warning("conn %s: server broke the protocol: %s", self.conn_no, exc)
+            await self._refuse(
+                replies.ER_UNKNOWN_ERROR, "pamwire: invalid reply from server", 0
+            )
+        except ProtocolError as exc:
+            log.info("conn %s: client broke the protocol: %s", self.conn_no, exc)
+            await self._send_quietly(replies.malformed(str(exc), 0, self.caps))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("conn %s: connection lost", self.conn_no)
+        finally:
+            await self._close()
+
+    # -- login --
+
+    async def _login(self) -> None:
+        scramble = auth.new_scramble()
+        await self.client.send_all(
+            replies.handshake(
+                connection_id=self.conn_no,
+                scramble=scramble,
+                capabilities=ADVERTISED_CAPABILITIES,
+                server_version=await self._presented_version(),
+                auth_plugin=HANDSHAKE_PLUGIN,
+            )
+        )
+        block, packet = await self._login_packet()
+        try:
+            response = codec.decode_handshake_response(payload(block, packet))
+        except ProtocolError as exc:
+            await self._refuse(replies.ER_HANDSHAKE_ERROR, "Bad handshake", 2)
+            raise SessionEnd from exc
+        seq = (packet.last_sequence_id + 1) & 0xFF
+        if isinstance(response, m.SSLRequest):
+            # TODO(tls): accept TLS on the client leg; CLIENT_SSL is not offered.
+            await self._refuse(
+                replies.ER_NOT_SUPPORTED_YET,
+                "pamwire: TLS is not supported yet; connect without TLS "
+                "(mariadb --ssl=0, ssl_disabled=True)",
+                seq,
+            )
+            raise SessionEnd
+        self.caps = response.capability_flags & ADVERTISED_CAPABILITIES
+        self.application = _attribute(response.connect_attrs, "program_name")
+        if response.character_set in _UNSAFE_COLLATIONS:
+            await self._refuse(
+                replies.ER_NOT_SUPPORTED_YET,
+                f"pamwire: client character set {response.character_set} is not "
+                "supported (its characters can hide quotes); use utf8mb4",
+                seq,
+            )
+            raise SessionEnd
+        if len(self.ctx.sessions) >= self.max_clients:
+            await self._refuse(replies.ER_CON_COUNT_ERROR, "Too many connections", seq)
+            raise SessionEnd
+        try:
+            person, role = split_login(response.username)
+        except PamwireError:
+            person, role = response.username, None
+        self.user = person
+        seq = await self._authenticate(person, response, scramble, seq)
+        await self._connect_upstream(response, role, seq)
+
+    async def _login_packet(self) -> tuple[bytes, Packet]:
+        got = await self.packets.next()
+        if got is None:
+            raise SessionEnd
+        if self.packets.pending:
+            raise ClientProtocolError("client sent data before it was asked for")
+        return got
+
+    async def _authenticate(
+        self, person: str, response: m.HandshakeResponse41, scramble: bytes, seq: int
+    ) -> int:
+        """Check the person's answer; returns the next sequence id toward the client."""
+        verifiers = await self._verifiers(person)
+        plugin = response.auth_plugin_name or auth.NATIVE_PASSWORD
+        if not response.capability_flags & codec.PLUGIN_AUTH:
+            plugin = auth.NATIVE_PASSWORD
+        token = response.auth_response
+        if plugin not in auth.SUPPORTED_PLUGINS:
+            # A plugin pamwire cannot check (ed25519, dialog, clear password...):
+            # ask for the handshake's plugin instead, with a fresh nonce.
+            scramble = auth.new_scramble()
+            await self.client.send_all(
+                replies.auth_switch(HANDSHAKE_PLUGIN, scramble, seq)
+            )
+            block, packet = await self._login_packet()
+            token = bytes(payload(block, packet))
+            seq = (packet.last_sequence_id + 1) & 0xFF
+            plugin = HANDSHAKE_PLUGIN
+        verifier = verifiers.get(plugin)
+        if plugin == auth.NATIVE_PASSWORD:
+            passed = verifier is not None and auth.native_password_verify(
+                token, scramble, verifier
+            )
+        else:
+            passed = verifier is not None and auth.caching_sha2_verify(
+                token, scramble, verifier
+            )
+        if not passed:
+            if verifiers == {} and person:
+                log.info("conn %s: no mysql verifiers for %r", self.conn_no, person)
+            log.info("conn %s: login failed for %r (%s)", self.conn_no, person, plugin)
+            self._audit_nowait(
+                "login_failed", detail=f"password check failed ({plugin})"
+            )
+            host = self.peer.rpartition(":")[0] or self.peer
+            await self._send_quietly(
+                replies.login_failed(
+                    response.username, host, seq, self.caps, using_password=bool(token)
+                )
+            )
+            raise SessionEnd
+        if plugin == auth.CACHING_SHA2_PASSWORD:
+            # pamwire always holds SHA256(SHA256(pw)), so the fast path is final
+            # and full authentication (which sends the password) is never asked.
+            await self.client.send_all(replies.fast_auth_success(seq))
+            seq = (seq + 1) & 0xFF
+        return seq
+
+    async def _verifiers(self, person: str) -> dict[str, bytes]:
+        def fetch() -> dict[str, bytes]:
+            found = self.ctx.users.get(person)
+            if found is None or found.disabled:
+                return {}
+            return self.ctx.users.verifiers(person)
+
+        try:
+            return await trio.to_thread.run_sync(fetch)
+        except PamwireError as exc:
+            log.error("conn %s: cannot read person %r: %s", self.conn_no, person, exc)
+            return {}
+
+    async def _connect_upstream(
+        self, response: m.HandshakeResponse41, role: str | None, seq: int
+    ) -> None:
+        assert self.user is not None
+        name = response.database or self.user
+        target = self.ctx.config.targets.get(name)
+        if target is None or target.protocol != "mysql":
+            self._audit_nowait("login_failed", detail=f"unknown target {name!r}")
+            await self._send_quietly(replies.unknown_target(name, seq, self.caps))
+            raise SessionEnd
+        self.target = target
+        try:
+            login = await trio.to_thread.run_sync(
+                self.ctx.credentials.login_for, self.user, target, role
+            )
+        except PamwireError as exc:
+            log.info("conn %s: no login for %s: %s", self.conn_no, target.name, exc)
+            self._audit_nowait("login_failed", detail=str(exc))
+            await self._refuse(replies.ER_ACCESS_DENIED_ERROR, f"pamwire: {exc}", seq)
+            raise SessionEnd from None
+        self.login = login
+        try:
+            upstream = await mysql_upstream.connect(
+                target.host,
+                target.port,
+                database=target.database,
+                credential=login.credential,
+                capabilities=self.caps,
+                character_set=response.character_set,
+                max_packet_size=response.max_packet_size,
+                connect_attrs=response.connect_attrs,
+                timeout=target.connect_timeout,
+            )
+        except mysql_upstream.UpstreamRefused as exc:
+            err = exc.error
+            log.info("conn %s: target %s refused login: %s", self.conn_no, name, exc)
+            self._audit_nowait("login_failed", detail=f"upstream refused: {exc}")
+            await self._send_quietly(
+                codec.encode(err, self.caps | codec.PROTOCOL_41, seq)
+            )
+            raise SessionEnd from None
+        except mysql_upstream.UpstreamUnavailable as exc:
+            log.warning("conn %s: target %s unavailable: %s", self.conn_no, name, exc)
+            self._audit_nowait("login_failed", detail=f"target unavailable: {exc}")
+            await self._refuse(
+                replies.TARGET_UNAVAILABLE,
+                f"pamwire: target '{target.name}' is unavailable: {exc}",
+                seq,
+            )
+            raise SessionEnd from None
+        self.upstream = upstream
+        _SERVER_VERSIONS[target.name] = upstream.server_version
+        differ = (self.caps ^ upstream.capabilities) & _LAYOUT_CAPABILITIES
+        if differ:
+            # TODO(mysql-eof-translation): translate EOF and OK framing between
+            # legs; until then a server lacking what the client chose is refused.
+            await self._refuse(
+                replies.ER_NOT_SUPPORTED_YET,
+                f"pamwire: target '{target.name}' lacks client capabilities "
+                f"0x{differ:x}; connect with a client that does not ask for them",
+                seq,
+            )
+            raise SessionEnd
+        self.flavor, self.server_version = parse_server_version(upstream.server_version)
+        self.database = target.database
+        self.status = upstream.ok.status_flags
+        await self._refresh_sql_mode()
+        _LIVE[self.conn_no] = self
+        self.ctx.sessions.add(self)
+        await self._audit_write(self._event("session_start"))
+        await self.client.send_all(
+            replies.ok(
+                self.caps,
+                seq,
+                status_flags=self.status,
+                session_state=upstream.ok.session_state_info,
+            )
+        )
+        log.info(
+            "conn %s: session %s user=%s target=%s upstream id %s from %s",
+            self.conn_no,
+            self.id,
+            self.user,
+            target.name,
+            upstream.connection_id,
+            self.peer,
+        )
+
+    async def _presented_version(self) -> str:
+        """The version to greet with: that of the first MySQL target that is known.
+
+        The client has not named its target yet, so pamwire shows the version of
+        the first configured one it has met (asking a target for its greeting if
+        none is known yet). Clients pick collations and features by it.
+        """
+        targets = [t for t in self.ctx.config.targets.values() if t.protocol == "mysql"]
+        for target in targets:
+            known = _SERVER_VERSIONS.get(target.name)
+            if known is not None:
+                return known
+        for target in targets[:_VERSION_PROBES]:
+            version = await mysql_upstream.probe_version(
+                target.host, target.port, timeout=_VERSION_PROBE_TIMEOUT
+            )
+            if version is not None:
+                _SERVER_VERSIONS[target.name] = version
+                return version
+        return DEFAULT_SERVER_VERSION
+
+    # -- commands --
+
+    @property
+    def grant_id(self) -> int | None:
+        return self.login.grant_id if self.login is not None else None
+
+    @property
+    def role(self) -> str | None:
+        return self.login.role if self.login is not None else None
+
+    def end(self, reason: str) -> None:
+        """End the session from outside (a grant ended): the client is told why."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _command_loop(self) -> None:
+        handlers: dict[int, Callable[[bytes, Packet], Any]] = {
+            Command.COM_QUERY: self._on_query,
+            Command.COM_STMT_PREPARE: self._on_prepare,
+            Command.COM_STMT_EXECUTE: self._on_execute,
+            Command.COM_STMT_FETCH: self._on_statement_command,
+            Command.COM_STMT_RESET: self._on_statement_command,
+            Command.COM_STMT_SEND_LONG_DATA: self._on_statement_command,
+            Command.COM_STMT_CLOSE: self._on_close_statement,
+            Command.COM_INIT_DB: self._on_init_db,
+            Command.COM_PING: self._forward_command,
+            Command.COM_STATISTICS: self._forward_command,
+            Command.COM_FIELD_LIST: self._forward_command,
+            Command.COM_SET_OPTION: self._forward_command,
+            Command.COM_RESET_CONNECTION: self._on_reset_connection,
+            Command.COM_PROCESS_KILL: self._on_process_kill,
+            Command.COM_CHANGE_USER: self._on_change_user,
+            Command.COM_QUIT: self._on_quit,
+        }
+        while not self.quit:
+            got = await self.packets.next()
+            if got is None:
+                return
+            block, packet = got
+            if packet.sequence_id != 0:
+                raise ClientProtocolError(
+                    f"command packet has sequence id {packet.sequence_id}, expected 0"
+                )
+            handler = handlers.get(packet.first_byte)
+            if handler is None:
+                await self._reply(
+                    replies.unknown_command(packet.first_byte, 1, self.caps)
+                )
+                continue
+            await handler(block, packet)
+
+    def _decode(self, block: bytes, packet: Packet) -> m.ClientCommand:
+        return codec.decode_command(payload(block, packet), self.caps)
+
+    async def _reply(self, data: bytes) -> None:
+        await self.client.send_all(data)
+
+    async def _forward_command(self, block: bytes, packet: Packet) -> Outcome:
+        """Forward a command as it came and relay its reply."""
+        self._decode(block, packet)  # refuses malformed packets
+        return await self._forward(block, packet)
+
+    async def _forward(
+        self,
+        block: bytes,
+        packet: Packet,
+        *,
+        data: bytes | None = None,
+        events: list[AuditEvent] | None = None,
+        local_infile: bool = False,
+        calls: bool = False,
+    ) -> Outcome:
+        assert self.upstream is not None
+        raw = block[packet.start : packet.end] if data is None else data
+        await self.upstream.stream.send_all(raw)
+        started = time.monotonic()
+        outcome = await self._relay_reply(packet.first_byte, local_infile)
+        if outcome.ok and packet.first_byte != Command.COM_STATISTICS:
+            self.status = outcome.status_flags
+        self._follow_session_state(outcome)
+        if events:
+            self._complete(events, outcome, time.monotonic() - started, calls=calls)
+        return outcome
+
+    async def _relay_reply(self, command: int, local_infile: bool) -> Outcome:
+        """Relay the server's reply to one command until the tracker says it ended."""
+        assert self.upstream is not None
+        upstream = self.upstream.packets
+        tracker = ReplyTracker(command, self.caps)
+        out: list[bytes] = []
+        self.busy = True
+        try:
+            while not tracker.done:
+                got = await upstream.next()
+                if got is None:
+                    await self._server_gone(out)
+                block, packet = got
+                step = tracker.feed_packet(block, packet)
+                if step is Step.LOCAL_INFILE_REQUEST:
+                    if out:
+                        await self.client.send_all(b"".join(out))
+                        out.clear()
+                    await self._local_infile(block, packet, tracker, local_infile)
+                    continue
+                out.append(block[packet.start : packet.end])
+                if not upstream.pending or tracker.done:
+                    await self.client.send_all(b"".join(out))
+                    out.clear()
+        finally:
+            self.busy = False
+        assert tracker.outcome is not None
+        return tracker.outcome
+
+    async def _server_gone(self, unsent: list[bytes]) -> NoReturn:
+        log.info("conn %s: server closed the connection", self.conn_no)
+        if unsent:
+            await self._send_quietly(b"".join(unsent))
+        raise SessionEnd
+
+    async def _local_infile(
+        self, block: bytes, packet: Packet, tracker: ReplyTracker, allowed: bool
+    ) -> None:
+        """The server asks for a client file: relay the transfer, or refuse it.
+
+        pamwire never opens a file itself. Refused, the server gets an empty
+        transfer and the client an ERR in place of the request.
+        """
+        assert self.upstream is not None
+        request = codec.decode_local_infile_request(payload(block, packet))
+        next_seq = (packet.last_sequence_id + 1) & 0xFF
+        if not allowed:
+            log.info("conn %s: local infile %r refused", self.conn_no, request.filename)
+            await self.upstream.stream.send_all(frame(b"", next_seq))
+            tracker.client_packet(0, next_seq)
+            await self.client.send_all(
+                replies.denial(
+                    _LOCAL_INFILE.rule,
+                    _LOCAL_INFILE.message,
+                    "load",
+                    packet.sequence_id,
+                    self.caps,
+                )
+            )
+            # Drain the rest of the reply; the client has its answer.
+            while not tracker.done:
+                got = await self.upstream.packets.next()
+                if got is None:
+                    raise SessionEnd
+                tracker.feed_packet(*got)
+            return
+        await self.client.send_all(block[packet.start : packet.end])
+        sent = 0
+        while True:
+            got = await self.packets.next()
+            if got is None:
+                raise SessionEnd
+            data_block, data = got
+            tracker.client_packet(data.length, data.sequence_id)
+            await self.upstream.stream.send_all(data_block[data.start : data.end])
+            sent += data.length
+            if data.length == 0:
+                break
+        log.info(
+            "conn %s: local infile %r: %d bytes relayed",
+            self.conn_no,
+            request.filename,
+            sent,
+        )
+
+    # -- COM_QUERY --
+
+    async def _on_query(self, block: bytes, packet: Packet) -> None:
+        message = self._decode(block, packet)
+        assert isinstance(message, m.ComQuery)
+        checked = self._check_sql(message.query, "query", multi=True)
+        if checked.denied is not None:
+            await self._deny(checked)
+            return
+        if not await self._write_events(checked.events):
+            await self._deny_audit_down()
+            return
+        if checked.kill is not None:
+            await self._kill(checked, *checked.kill)
+            return
+        calls = any(f.kind == "call" for f in checked.facts)
+        outcome = await self._forward(
+            block,
+            packet,
+            events=checked.events,
+            local_infile=checked.local_infile,
+            calls=calls,
+        )
+        if outcome.ok and checked.use_database is not None:
+            self.database = checked.use_database
+        if checked.refresh_sql_mode:
+            await self._refresh_sql_mode()
+
+    def _check_sql(self, sql: str, operation: str, *, multi: bool) -> _Checked:
+        """Analyse and decide SQL text; the first denial refuses the whole text."""
+        analysis = self._analyze(sql)
+        ctx = self._rule_context()
+        if analysis.error is not None:
+            decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
+            event = self._statement_event(sql, None, decision, operation)
+            denied = (decision, None) if decision.verdict == "deny" else None
+            return _Checked([event], (), denied)
+        statements = analysis.statements
+        checked = _Checked([], statements)
+        for index, facts in enumerate(statements):
+            decision = self.ctx.rules.decide(facts, ctx)
+            if decision.verdict != "deny":
+                decision = self._session_checks(facts, decision, checked)
+                if checked.refresh_sql_mode and index != len(statements) - 1:
+                    decision = _SQL_MODE_NOT_LAST
+            several = len(statements) > 1
+            special = checked.kill or checked.use_database
+            if special and several and decision.verdict != "deny":
+                decision = _ALONE
+            checked.events.append(
+                self._statement_event(facts.text, facts, decision, operation)
+            )
+            if decision.verdict == "deny" and checked.denied is None:
+                checked.denied = (decision, facts.kind)
+        return checked
+
+    def _session_checks(
+        self, facts: StatementFacts, decision: Decision, checked: _Checked
+    ) -> Decision:
+        """What pamwire itself must know of a statement: KILL, USE, LOCAL INFILE,
+        sql_mode and character set changes. Returns the decision, maybe a denial."""
+        words = leading_words(facts.text, 8)
+        first = words[0].upper() if words else ""
+        if first == "KILL":
+            kill = parse_kill(words)
+            if kill is None:
+                return _KILL_FORM
+            checked.kill = kill
+        elif first == "USE":
+            name = _unquote(words[1]) if len(words) == 2 else None
+            assert self.target is not None
+            if name is None:
+                return _USE_FORM
+            if name not in (self.target.database, self.target.name):
+                return Decision(
+                    "deny",
+                    "target-database",
+                    f"database '{name}' is outside target '{self.target.name}'",
+                )
+            if name != self.target.database:
+                return _USE_FORM
+            checked.use_database = name
+        elif first == "LOAD" and "LOCAL" in (w.upper() for w in words[1:5]):
+            # Only a rule that names LOCAL INFILE as allowed lets it through.
+            if decision.verdict != "allow" or decision.rule is None:
+                return _LOCAL_INFILE
+            checked.local_infile = True
+        if (
+            "sql_mode" in facts.settings
+            or ANY_SETTING in facts.settings
+            or (facts.kind == "set" and "sql_mode" in facts.text.lower())
+        ):
+            checked.refresh_sql_mode = True
+        if facts.unsafe_client_encoding or (
+            facts.kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text)
+        ):
+            return _UNSAFE_CHARSET
+        inner = facts.inner
+        if inner is not None and [w.upper() for w in leading_words(inner.text, 1)] == [
+            "KILL"
+        ]:
+            return _KILL_FORM
+        return decision
+
+    async def _deny(self, checked: _Checked) -> None:
+        assert checked.denied is not None
+        await self._write_events(checked.events)
+        for event in checked.events:
+            self.ctx.audit.complete(
+                Completion(event.event_id, 0.0, "skipped", None, None)
+            )
+        decision, kind = checked.denied
+        await self._reply(
+            replies.denial(decision.rule, decision.message, kind, 1, self.caps)
+        )
+
+    async def _deny_audit_down(self) -> None:
+        await self._reply(
+            replies.denial(_AUDIT_DOWN.rule, _AUDIT_DOWN.message, None, 1, self.caps)
+        )
+
+    # -- prepared statements --
+
+    async def _on_prepare(self, block: bytes, packet: Packet) -> None:
+        message = self._decode(block, packet)
+        assert isinstance(message, m.ComStmtPrepare)
+        checked = self._check_sql(message.query, "prepare", multi=False)
+        special = checked.kill or checked.use_database or checked.local_infile
+        if checked.denied is None and special:
+            checked.denied = (_NOT_PREPARABLE, None)
+            checked.events[-1] = attrs.evolve(
+                checked.events[-1],
+                verdict="deny",
+                rule=_NOT_PREPARABLE.rule,
+                message=_NOT_PREPARABLE.message,
+            )
+        if checked.denied is not None:
+            await self._deny(checked)
+            return
+        outcome = await self._forward(block, packet)
+        prepared = outcome.prepare_ok
+        if prepared is not None:
+            facts = checked.facts[0] if len(checked.facts) == 1 else None
+            decision = strongest(
+                Decision(e.verdict or "allow", e.rule, e.message)
+                for e in checked.events
+            )
+            self.statements[prepared.statement_id] = _Prepared(
+                message.query, facts, decision
+            )
+
+    async def _on_execute(self, block: bytes, packet: Packet) -> None:
+        statement_id = _statement_id(block, packet)
+        prepared = self.statements.get(statement_id)
+        if prepared is None:
+            await self._reply(
+                replies.unknown_statement(statement_id, "EXECUTE", 1, self.caps)
+            )
+            return
+        event = self._statement_event(
+            prepared.text, prepared.facts, prepared.decision, "execute"
+        )
+        if not await self._write_events([event]):
+            await self._deny_audit_down()
+            return
+        calls = prepared.facts is not None and prepared.facts.kind == "call"
+        await self._forward(block, packet, events=[event], calls=calls)
+
+    async def _on_statement_command(self, block: bytes, packet: Packet) -> None:
+        """FETCH, RESET and SEND_LONG_DATA: only for statements pamwire prepared."""
+        statement_id = _statement_id(block, packet)
+        command = packet.first_byte
+        if statement_id not in self.statements:
+            if command == Command.COM_STMT_SEND_LONG_DATA:
+                return  # no reply; the execute that follows is refused
+            name = "FETCH" if command == Command.COM_STMT_FETCH else "RESET"
+            await self._reply(
+                replies.unknown_statement(statement_id, name, 1, self.caps)
+            )
+            return
+        if command == Command.COM_STMT_SEND_LONG_DATA:
+            assert self.upstream is not None
+            await self.upstream.stream.send_all(block[packet.start : packet.end])
+            return
+        await self._forward(block, packet)
+
+    async def _on_close_statement(self, block: bytes, packet: Packet) -> None:
+        statement_id = _statement_id(block, packet)
+        assert self.upstream is not None
+        if self.statements.pop(statement_id, None) is not None:
+            # No reply comes: forward at once, wait for nothing.
+            await self.upstream.stream.send_all(block[packet.start : packet.end])
+
+    # -- other commands --
+
+    async def _on_init_db(self, block: bytes, packet: Packet) -> None:
+        message = self._decode(block, packet)
+        assert isinstance(message, m.ComInitDb) and self.target is not None
+        name = message.schema
+        database = self.target.database
+        if name not in (database, self.target.name):
+            decision = Decision(
+                "deny",
+                "target-database",
+                f"database '{name}' is outside target '{self.target.name}'",
+            )
+            event = self._statement_event(f"USE {name}", None, decision, "init_db")
+            await self._write_events([event])
+            await self._reply(
+                replies.database_refused(name, self.target.name, database, 1, self.caps)
+            )
+            return
+        data = None
+        if name != database:
+            data = codec.encode(m.ComInitDb(database), self.caps, 0)
+        outcome = await self._forward(block, packet, data=data)
+        if outcome.ok:
+            self.database = database
+
+    async def _on_reset_connection(self, block: bytes, packet: Packet) -> None:
+        outcome = await self._forward_command(block, packet)
+        if outcome.ok:
+            # The server dropped every prepared statement and session variable.
+            self.statements.clear()
+            await self._refresh_sql_mode()
+
+    async def _on_process_kill(self, block: bytes, packet: Packet) -> None:
+        message = self._decode(block, packet)
+        assert isinstance(message, m.ComProcessKill)
+        checked = self._check_sql(f"KILL {message.connection_id}", "kill", multi=False)
+        if checked.denied is not None:
+            await self._deny(checked)
+            return
+        await self._write_events(checked.events)
+        await self._kill(checked, message.connection_id, False)
+
+    async def _on_change_user(self, block: bytes, packet: Packet) -> None:
+        # TODO(mysql-change-user): re-authenticate the person at pamwire and log
+        # in upstream again; refused until then, never relayed.
+        await self._reply(
+            replies.not_supported(
+                "COM_CHANGE_USER is not supported; open a new connection to "
+                "change person or target",
+                1,
+                self.caps,
+            )
+        )
+
+    async def _on_quit(self, block: bytes, packet: Packet) -> None:
+        assert self.upstream is not None
+        self.quit = True
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.upstream.stream.send_all(block[packet.start : packet.end])
+
+    # -- KILL --
+
+    async def _kill(self, checked: _Checked, connection_id: int, query: bool) -> None:
+        """KILL [QUERY] n where n is a pamwire connection id of the same person."""
+        started = time.monotonic()
+        victim = _LIVE.get(connection_id)
+        if (
+            victim is None
+            or victim.user != self.user
+            or victim.upstream is None
+            or victim.login is None
+            or victim.target is None
+        ):
+            reply = replies.unknown_thread(connection_id, 1, self.caps)
+            self._complete_kill(checked, started, "error", "HY000")
+            await self._reply(reply)
+            return
+        target = victim.target
+        try:
+            error = await mysql_upstream.kill(
+                target.host,
+                target.port,
+                victim.login.credential,
+                victim.upstream.connection_id,
+                query_only=query,
+                timeout=target.connect_timeout,
+            )
+        except (
+            mysql_upstream.UpstreamUnavailable,
+            mysql_upstream.UpstreamRefused,
+        ) as exc:
+            log.warning(
+                "conn %s: kill of %s failed: %s", self.conn_no, connection_id, exc
+            )
+            self._complete_kill(checked, started, "error", "HY000")
+            await self._reply(
+                replies.error(
+                    replies.ER_UNKNOWN_ERROR,
+                    f"pamwire: kill of {connection_id} failed: {exc}",
+                    1,
+                    self.caps,
+                )
+            )
+            return
+        if error is not None:
+            self._complete_kill(checked, started, "error", error.sql_state)
+            await self._reply(codec.encode(error, self.caps | codec.PROTOCOL_41, 1))
+            return
+        self._complete_kill(checked, started, "ok", None)
+        if victim is self and not query:
+            await self._reply(
+                replies.error(
+                    replies.ER_CONNECTION_KILLED, "Connection was killed", 1, self.caps
+                )
+            )
+            raise SessionEnd
+        await self._reply(replies.ok(self.caps, 1, status_flags=self.status))
+
+    def _complete_kill(
+        self, checked: _Checked, started: float, outcome: str, state: str | None
+    ) -> None:
+        elapsed = (time.monotonic() - started) * 1000
+        for event in checked.events:
+            self.ctx.audit.complete(
+                Completion(event.event_id, elapsed, outcome, state, None)
+            )
+
+    # -- session state --
+
+    def _follow_session_state(self, outcome: Outcome) -> None:
+        if not outcome.session_state:
+            return
+        schema = codec.session_schema(outcome.session_state)
+        if schema is not None:
+            self.database = schema
+        for name, value in codec.session_system_variables(outcome.session_state):
+            if name.lower() == "sql_mode":
+                self.sql_mode = _modes(value)
+
+    async def _refresh_sql_mode(self) -> None:
+        """Ask the server for the session's sql_mode (at login and after changes)."""
+        assert self.upstream is not None
+        rows, error, status = await mysql_upstream.query_rows(
+            self.upstream, "SELECT @@SESSION.sql_mode"
+        )
+        if error is None and rows and rows[0] and rows[0][0] is not None:
+            self.sql_mode = _modes(rows[0][0].decode("utf-8", "replace"))
+            self.status = status
+        else:
+            # Unknown mode: read with ANSI quotes off and on would differ, so
+            # every statement is refused until a mode is known again.
+            log.warning("conn %s: cannot read sql_mode", self.conn_no)
+            self.sql_mode = frozenset({"<unknown>"})
+
+    # -- analysis --
+
+    def _analyze(self, sql: str) -> Analysis:
+        if "<unknown>" in self.sql_mode:
+            return Analysis((), error="the session's sql_mode is unknown")
+        if "ORACLE" in self.sql_mode:
+            return Analysis((), error="sql_mode ORACLE is not supported")
+        analyze = _analyzer()
+        if analyze is None:
+            return Analysis((), error="mysql statement analysis is not available")
+        ansi_quotes = bool(self.sql_mode & _ANSI_QUOTES_MODES) or bool(
+            self.status & _ANSI_QUOTES_FLAG
+        )
+        no_backslash = bool(self.status & _NO_BACKSLASH) or (
+            "NO_BACKSLASH_ESCAPES" in self.sql_mode
+        )
+        try:
+            result: Analysis = analyze(
+                sql,
+                flavor=self.flavor,
+                server_version=self.server_version,
+                ansi_quotes=ansi_quotes,
+                no_backslash_escapes=no_backslash,
+                database=self.database,
+            )
+        except Exception:
+            # A bug in the analyser must not let a statement through, nor end
+            # the session: the statement is treated as unparsable.
+            log.exception("conn %s: analyser failed; statement refused", self.conn_no)
+            return Analysis((), error="internal error while analysing the statement")
+        return result
+
+    def _rule_context(self) -> RuleContext:
+        assert self.user is not None and self.target is not None
+        return RuleContext(user=self.user, target=self.target.name, role=self.role)
+
+    # -- audit --
+
+    def _event(self, kind: str, **fields: Any) -> AuditEvent:
+        login = self.login
+        return AuditEvent(
+            event_id=f"{self.id}{next(self._event_numbers):08x}",
+            time=time.time(),
+            kind=kind,
+            session=self.id,
+            user=self.user,
+            target=self.target.name if self.target else None,
+            client_addr=self.peer,
+            application=self.application,
+            grant=str(login.grant_id) if login and login.grant_id is not None else None,
+            db_account=login.credential.user if login else None,
+            protocol="mysql",
+            **fields,
+        )
+
+    def _statement_event(
+        self,
+        text: str,
+        facts: StatementFacts | None,
+        decision: Decision,
+        operation: str,
+    ) -> AuditEvent:
+        return self._event(
+            "statement",
+            statement=redact_mysql(text),
+            verdict=decision.verdict,
+            rule=decision.rule,
+            message=decision.message,
+            statement_kind=facts.kind if facts else None,
+            fingerprint=facts.fingerprint if facts else None,
+            operation=operation,
+            tables_read=facts.tables_read if facts else (),
+            tables_written=facts.tables_written if facts else (),
+            functions=facts.functions if facts else (),
+        )
+
+    def _complete(
+        self, events: list[AuditEvent], outcome: Outcome, elapsed: float, *, calls: bool
+    ) -> None:
+        """Attach the reply's outcome to the events of the statements it answers.
+
+        Statements of one COM_QUERY answer one result each, in order, and the
+        server stops at the first error; a CALL may answer several results, so
+        with one in the text every statement gets the reply's overall outcome.
+        """
+        duration = elapsed * 1000
+        error = outcome.error
+        state = error.sql_state if error is not None else None
+        if len(events) == 1:
+            rows = outcome.rows or outcome.affected_rows
+            result = "ok" if error is None else "error"
+            self.ctx.audit.complete(
+                Completion(events[0].event_id, duration, result, state, rows)
+            )
+            return
+        for index, event in enumerate(events):
+            if error is None:
+                result, code = "ok", None
+            elif calls:
+                result, code = "error", state
+            elif index < outcome.result_sets:
+                result, code = "ok", None
+            elif index == outcome.result_sets:
+                result, code = "error", state
+            else:
+                result, code = "skipped", None
+            self.ctx.audit.complete(
+                Completion(event.event_id, duration, result, code, None)
+            )
+
+    async def _write_events(self, events: list[AuditEvent]) -> bool:
+        """Write events before forwarding; False if the trail could not take them."""
+        try:
+            await self.ctx.audit.write_all(events)
+        except AuditWriteError as exc:
+            log.error(
+                "conn %s: audit trail unavailable, refusing: %s", self.conn_no, exc
+            )
+            return False
+        return True
+
+    async def _audit_write(self, event: AuditEvent) -> None:
+        try:
+            await self.ctx.audit.write(event)
+        except AuditWriteError as exc:
+            log.error("conn %s: audit trail unavailable: %s", self.conn_no, exc)
+            await self._refuse(
+                replies.ER_UNKNOWN_ERROR,
+                "pamwire: the audit trail cannot be written; try again later",
+                0,
+            )
+            raise SessionEnd from None
+
+    def _audit_nowait(self, kind: str, **fields: Any) -> None:
+        self.ctx.audit.write_nowait(self._event(kind, **fields))
+
+    # -- endings --
+
+    async def _refuse(self, code: tuple[int, str], message: str, seq: int) -> None:
+        await self._send_quietly(replies.error(code, message, seq, self.caps))
+
+    async def _send_quietly(self, data: bytes) -> None:
+        with trio.move_on_after(5):
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                await self.client.send_all(data)
+
+    async def _close(self) -> None:
+        if _LIVE.get(self.conn_no) is self:
+            del _LIVE[self.conn_no]
+        self.ctx.sessions.discard(self)
+        with trio.CancelScope(shield=True):
+            if self.end_reason is not None:
+                await self._send_quietly(
+                    replies.error(
+                        replies.ER_CONNECTION_KILLED,
+                        f"pamwire: {self.end_reason}",
+                        0,
+                        self.caps,
+                    )
+                )
+            upstream = self.upstream
+            if upstream is not None:
+                if self.busy:
+                    # The client left mid-reply: stop the statement, do not let it run.
+                    await self._kill_own_query()
+                if not self.quit:
+                    with trio.move_on_after(1):
+                        with contextlib.suppress(
+                            trio.BrokenResourceError, trio.ClosedResourceError
+                        ):
+                            await upstream.stream.send_all(
+                                codec.encode(m.ComQuit(), self.caps, 0)
+                            )
+                await trio.aclose_forcefully(upstream.stream)
+                self._audit_nowait("session_end")
+            await trio.aclose_forcefully(self.client)
+        log.debug("conn %s: closed", self.conn_no)
+
+    async def _kill_own_query(self) -> None:
+        assert self.upstream is not None
+        if self.login is None or self.target is None:
+            return
+        with contextlib.suppress(
+            mysql_upstream.UpstreamUnavailable, mysql_upstream.UpstreamRefused
+        ):
+            await mysql_upstream.kill(
+                self.target.host,
+                self.target.port,
+                self.login.credential,
+                self.upstream.connection_id,
+                query_only=False,
+                timeout=min(self.target.connect_timeout, 5.0),
+            )
+
+
+# -- pure helpers --------------------------------------------------------------------
+
+_AUDIT_DOWN = Decision(
+    "deny",
+    "audit-unavailable",
+    "the audit trail cannot be written, so nothing is forwarded",
+)
+_LOCAL_INFILE = Decision(
+    "deny",
+    "local-infile",
+    "LOAD DATA LOCAL INFILE is refused unless a rule allows it; "
+    "pamwire never reads a local file",
+)
+_KILL_FORM = Decision(
+    "deny",
+    "kill",
+    "pamwire relays KILL [CONNECTION | QUERY] <connection id> only, "
+    "sent alone; KILL USER, KILL QUERY ID and prepared KILL are refused",
+)
+_USE_FORM = Decision(
+    "deny",
+    "target-database",
+    "USE must name the target's database, as an identifier, in a statement of its own",
+)
+_ALONE = Decision(
+    "deny",
+    "statement-alone",
+    "KILL and USE must be sent as a statement of their own",
+)
+_SQL_MODE_NOT_LAST = Decision(
+    "deny",
+    "sql-mode-change",
+    "sql_mode may only change in the last statement of a multi-statement query",
+)
+_UNSAFE_CHARSET = Decision(
+    "deny",
+    "unsafe-client-encoding",
+    "client character sets big5, sjis, gbk, cp932 and gb18030 are not supported",
+)
+_NOT_PREPARABLE = Decision(
+    "deny",
+    "statement-alone",
+    "KILL, USE and LOAD DATA LOCAL INFILE cannot be prepared through pamwire",
+)
+
+_analyzer_cache: list[Callable[..., Analysis] | None] = []
+
+
+def _analyzer() -> Callable[..., Analysis] | None:
+    """pamwire.sql.mysql.analyze, or None while that module does not exist."""
+    if not _analyzer_cache:
+        try:
+            module = importlib.import_module("pamwire.sql.mysql")
+        except ImportError:
+            log.error("pamwire.sql.mysql is missing: every mysql statement is refused")
+            return None
+        _analyzer_cache.append(getattr(module, "analyze", None))
+    return _analyzer_cache[0]
+
+
+def parse_server_version(version: str) -> tuple[str, tuple[int, int, int]]:
+    """("mariadb" or "mysql", (major, minor, patch)) from a handshake's version.
+
+    MariaDB servers may prefix "5.5.5-" for old replication clients.
+    """
+    flavor = "mariadb" if "mariadb" in version.lower() else "mysql"
+    if version.startswith("5.5.5-"):
+        version = version[len("5.5.5-") :]
+    found = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    if found is None:
+        return flavor, (10, 11, 0) if flavor == "mariadb" else (8, 0, 0)
+    major, minor, patch = (int(g) for g in found.groups())
+    return flavor, (major, minor, patch)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\d+|`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'")
+
+
+def leading_words(text: str, limit: int) -> list[str]:
+    """The first words of a statement, skipping comments and white space.
+
+    Executable comments (/*! ... */, /*M! ... */) count as text, as the server
+    runs them. Used only to recognise KILL, USE and LOAD ... LOCAL, which
+    pamwire itself must act on.
+    """
+    words: list[str] = []
+    i, size = 0, len(text)
+    while i < size and len(words) < limit:
+        if text.startswith("/*", i):
+            if text.startswith(("/*!", "/*M!"), i):
+                i += 3 if text[i + 2] == "!" else 4
+                while i < size and text[i].isdigit():
+                    i += 1
+                continue
+            end = text.find("*/", i + 2)
+            i = size if end < 0 else end + 2
+            continue
+        if text.startswith("*/", i):
+            i += 2
+            continue
+        char = text[i]
+        if char == "#" or (
+            text.startswith("--", i)
+            and text[i + 2 : i + 3] in ("", " ", "\t", "\n", "\r")
+        ):
+            end = text.find("\n", i)
+            i = size if end < 0 else end + 1
+            continue
+        if char.isspace() or char in "(;":
+            i += 1
+            continue
+        found = _WORD.match(text, i)
+        if found is None:
+            words.append(char)
+            i += 1
+        else:
+            words.append(found.group())
+            i = found.end()
+    return words
+
+
+def parse_kill(words: list[str]) -> tuple[int, bool] | None:
+    """(connection id, query only) of `KILL [HARD|SOFT] [CONNECTION|QUERY] n`.
+
+    None for any other form (KILL USER, KILL QUERY ID, an expression).
+    """
+    rest = [w.upper() for w in words[1:]]
+    if rest[:1] in (["HARD"], ["SOFT"]):
+        rest = rest[1:]
+    query = False
+    if rest[:1] == ["QUERY"]:
+        query, rest = True, rest[1:]
+    elif rest[:1] == ["CONNECTION"]:
+        rest = rest[1:]
+    if len(rest) != 1 or not rest[0].isdigit():
+        return None
+    number = int(rest[0])
+    return (number, query) if number < 1 << 64 else None
+
+
+def _unquote(word: str) -> str | None:
+    if word.startswith("`"):
+        return word[1:-1].replace("``", "`")
+    if word[:1].isalpha() or word[:1] == "_":
+        return word
+    return None
+
+
+_SECRET_WORD = re.compile(r"\b(identified|password)\b", re.IGNORECASE)
+
+
+def redact_mysql(text: str) -> str:
+    """Statement text for the audit trail, cut after IDENTIFIED or PASSWORD.
+
+    MySQL puts passwords after those words (CREATE USER ... IDENTIFIED BY,
+    SET PASSWORD = PASSWORD(...), MASTER_PASSWORD=...); the rest of such a
+    statement is dropped. Bytes that are not UTF-8 are replaced.
+    """
+    found = _SECRET_WORD.search(text)
+    if found is not None:
+        text = text[: found.end()] + " <redacted>"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+def _modes(value: str) -> frozenset[str]:
+    return frozenset(p.strip().upper() for p in value.split(",") if p.strip())
+
+
+def _statement_id(block: bytes, packet: Packet) -> int:
+    if packet.length < 5:
+        raise ClientProtocolError("statement command shorter than 5 bytes")
+    start = packet.start + 5  # header (4) and command byte
+    return int.from_bytes(block[start : start + 4], "little")
+
+
+def _attribute(attrs_: tuple[tuple[str, str], ...] | None, name: str) -> str | None:
+    for key, value in attrs_ or ():
+        if key == name:
+            return value
+    return None
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"{host}:{port}"
+
+
+__all__ = [
+    "ADVERTISED_CAPABILITIES",
+    "MySqlSession",
+    "leading_words",
+    "parse_kill",
+    "parse_server_version",
+    "redact_mysql",
+]

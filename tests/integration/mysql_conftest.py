@@ -1,0 +1,321 @@
+"""A real pamwire process with a MySQL listener in front of a throwaway MariaDB 10.11.
+
+pamwire runs as `pamwire serve` in a subprocess, as users run it. Its target
+`app` is the MariaDB database `app` (tests/mysql/conftest.py's schema and
+account); the person `alice` (password `alice-pw`) may log in. The rules are the
+shipped baseline pack plus tests' own file, `extra-rules.toml`.
+
+Test modules import the fixtures below. pytest gives each importing module its
+own copy of a fixture, so the server and the proxy are kept in this module and
+started once per test run, then stopped at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pamwire.mariadbcluster import MariaDBServer
+from pamwire.pgcluster import free_port
+from tests.mysql.conftest import (
+    APP_DATABASE,
+    APP_PASSWORD,
+    APP_USER,
+    ROOT_PASSWORD,
+    TEST_SCHEMA,
+    require_mariadb,
+)
+
+PERSON = "alice"
+PERSON_PASSWORD = "alice-pw"
+TARGET = "app"
+
+# Rules of the tests themselves, next to the baseline pack: LOCAL INFILE into
+# table ld is allowed by name (MY-19), and one rule denies a recognisable table.
+EXTRA_RULES = """\
+[[rule]]
+id = "allow-local-infile-ld"
+description = "LOAD DATA LOCAL INFILE into ld is allowed"
+action = "allow"
+when.kind = ["load", "copy", "other"]
+when.tables = ["*ld"]
+
+[[rule]]
+id = "no-forbidden-table"
+description = "the table forbidden is off limits"
+action = "deny"
+message = "table forbidden is off limits"
+when.tables = ["*forbidden"]
+"""
+
+CONFIG = """\
+[[listener]]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {port}
+login_timeout = 5
+
+[target.app]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {db_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+connect_timeout = 5
+
+[target.down]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {dead_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+connect_timeout = 2
+
+[target.wrongpw]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {db_port}
+database = "app"
+credential.user = "app"
+credential.password_file = "wrong.password"
+
+[audit]
+path = "audit.db"
+
+[users]
+path = "users.db"
+
+[rules]
+files = {rules}
+"""
+
+
+class MysqlProxy:
+    """A running pamwire with a MySQL listener: its port, files and helpers."""
+
+    def __init__(self, workdir: pathlib.Path, port: int, server: MariaDBServer):
+        self.workdir = workdir
+        self.port = port
+        self.server = server
+        self.config = workdir / "pamwire.toml"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
+        self.env["PAMWIRE_TEST_APP_PASSWORD"] = APP_PASSWORD
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def connect_args(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for PyMySQL or mysql-connector through pamwire."""
+        args: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": PERSON,
+            "password": PERSON_PASSWORD,
+            "database": TARGET,
+        }
+        args.update(extra)
+        return args
+
+    def mariadb(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        database: str = TARGET,
+        password: str = PERSON_PASSWORD,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the mariadb command-line client through pamwire."""
+        cmd = [
+            "mariadb",
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            str(self.port),
+            "-u",
+            PERSON,
+            f"-p{password}",
+            "--ssl=0",
+            database,
+            *args,
+        ]
+        result = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            cwd=self.workdir,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"mariadb failed ({result.returncode}): {result.stderr}"
+            )
+        return result
+
+    def pamwire(
+        self, *args: str, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pamwire.cli", *args, "--config", str(self.config)]
+        return subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=60, env=self.env
+        )
+
+    def log_events(self, *args: str) -> list[dict[str, Any]]:
+        """The audit trail as JSON objects, via `pamwire log search --format json`."""
+        result = self.pamwire(
+            "log", "search", "--format", "json", "--limit", "100000", *args
+        )
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def wait_for_event(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Poll the trail until an event satisfies predicate (completions lag)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.log_events()
+            if any(predicate(e) for e in events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        log = (self.workdir / "pamwire.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pamwire.cli",
+                "serve",
+                "--config",
+                str(self.config),
+            ],
+            stdout=log,
+            stderr=log,
+            env=self.env,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pamwire exited: {self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"pamwire did not start: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.workdir / "pamwire.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+_shared: dict[str, Any] = {}
+
+
+def _start_server() -> MariaDBServer:
+    base_dir = pathlib.Path(tempfile.mkdtemp(prefix="pamwire-mysql-it-"))
+    base_dir.chmod(0o755)
+    server = MariaDBServer(
+        base_dir,
+        port=free_port(),
+        root_password=ROOT_PASSWORD,
+        settings={
+            "skip-log-bin": "",
+            "innodb-flush-log-at-trx-commit": "0",
+            "innodb-buffer-pool-size": "64M",
+            "character-set-server": "utf8mb4",
+            "collation-server": "utf8mb4_general_ci",
+            "max-allowed-packet": "256M",
+            "local-infile": "1",
+        },
+    )
+
+    def close() -> None:
+        server.stop()
+        shutil.rmtree(base_dir, ignore_errors=True)
+
+    atexit.register(close)
+    server.init()
+    server.start()
+    server.create_database(APP_DATABASE)
+    server.create_user(APP_USER, APP_PASSWORD, grant_database=APP_DATABASE)
+    script = "DELIMITER //\n" + "".join(f"{s}\n//\n" for s in TEST_SCHEMA)
+    server.sql(script, database=APP_DATABASE)
+    server.sql("CREATE TABLE forbidden (id INT)", database=APP_DATABASE)
+    return server
+
+
+def _start_proxy(server: MariaDBServer) -> MysqlProxy:
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="pamwire-mysql-proxy-"))
+    proxy = MysqlProxy(workdir, free_port(), server)
+    (workdir / "extra-rules.toml").write_text(EXTRA_RULES)
+    (workdir / "wrong.password").write_text("not-the-password\n")
+    proxy.config.write_text(
+        CONFIG.format(
+            port=proxy.port,
+            db_port=server.port,
+            dead_port=free_port(),
+            rules=json.dumps(["pack:baseline", "extra-rules.toml"]),
+        )
+    )
+    added = proxy.pamwire(
+        "user", "add", PERSON, "--password-stdin", input=PERSON_PASSWORD + "\n"
+    )
+    assert added.returncode == 0, added.stderr
+    proxy.start()
+
+    def close() -> None:
+        proxy.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    atexit.register(close)
+    return proxy
+
+
+@pytest.fixture
+def mysql_server() -> MariaDBServer:
+    """The run's MariaDB (database app, account app, the MySQL tests' schema)."""
+    require_mariadb()
+    if "server" not in _shared:
+        _shared["server"] = _start_server()
+    server: MariaDBServer = _shared["server"]
+    return server
+
+
+@pytest.fixture
+def mysql_proxy(mysql_server: MariaDBServer) -> MysqlProxy:
+    """pamwire serving target `app` on a MySQL listener, baseline rules."""
+    if "proxy" not in _shared:
+        _shared["proxy"] = _start_proxy(mysql_server)
+    proxy: MysqlProxy = _shared["proxy"]
+    if proxy.process is None or proxy.process.poll() is not None:
+        raise RuntimeError(f"pamwire is not running: {proxy.log_tail()}")
+    return proxy

@@ -135,6 +135,8 @@ class _Checked:
     use_database: str | None = None
     local_infile: bool = False
     refresh_sql_mode: bool = False
+    # SQL PREPARE and DEALLOCATE of the text, in order: (kind, name, decision).
+    prepares: list[tuple[str, str, Decision]] = attrs.field(factory=list)
 
 
 class MySqlSession:
@@ -173,6 +175,9 @@ class MySqlSession:
         self.sql_mode: frozenset[str] = frozenset()
         self.status = replies.INITIAL_STATUS
         self.statements: dict[int, _Prepared] = {}
+        # Statements made by SQL PREPARE, by lowercased name (the server's names
+        # are case-insensitive), with the decision on the text they hold.
+        self.sql_statements: dict[str, Decision] = {}
         self.end_reason: str | None = None
         self.busy = False
         self.quit = False
@@ -625,6 +630,11 @@ class MySqlSession:
         if checked.kill is not None:
             await self._kill(checked, *checked.kill)
             return
+        for kind, name, decision in checked.prepares:
+            if kind == "prepare":
+                self.sql_statements[name] = decision
+            else:
+                self.sql_statements.pop(name, None)
         calls = any(f.kind == "call" for f in checked.facts)
         outcome = await self._forward(
             block,
@@ -649,12 +659,10 @@ class MySqlSession:
             return _Checked([event], (), denied)
         statements = analysis.statements
         checked = _Checked([], statements)
-        for index, facts in enumerate(statements):
+        for facts in statements:
             decision = self.ctx.rules.decide(facts, ctx)
             if decision.verdict != "deny":
                 decision = self._session_checks(facts, decision, checked)
-                if checked.refresh_sql_mode and index != len(statements) - 1:
-                    decision = _SQL_MODE_NOT_LAST
             several = len(statements) > 1
             special = checked.kill or checked.use_database
             if special and several and decision.verdict != "deny":
@@ -669,49 +677,78 @@ class MySqlSession:
     def _session_checks(
         self, facts: StatementFacts, decision: Decision, checked: _Checked
     ) -> Decision:
-        """What pamwire itself must know of a statement: KILL, USE, LOCAL INFILE,
-        sql_mode and character set changes. Returns the decision, maybe a denial."""
+        """What pamwire itself must act on in a statement: KILL, USE, LOCAL INFILE,
+        EXECUTE of SQL prepared statements, sql_mode and character set changes.
+        Returns the decision, or pamwire's own denial."""
         words = leading_words(facts.text, 8)
         first = words[0].upper() if words else ""
-        if first == "KILL":
+        kind = facts.kind
+        if kind == "kill" or first == "KILL":
             kill = parse_kill(words)
             if kill is None:
                 return _KILL_FORM
             checked.kill = kill
-        elif first == "USE":
-            name = _unquote(words[1]) if len(words) == 2 else None
-            assert self.target is not None
-            if name is None:
-                return _USE_FORM
-            if name not in (self.target.database, self.target.name):
-                return Decision(
-                    "deny",
-                    "target-database",
-                    f"database '{name}' is outside target '{self.target.name}'",
-                )
-            if name != self.target.database:
-                return _USE_FORM
-            checked.use_database = name
-        elif first == "LOAD" and "LOCAL" in (w.upper() for w in words[1:5]):
+        elif kind == "use" or first == "USE":
+            return self._check_use(facts, words, checked, decision)
+        elif (kind == "load" and facts.copy_target == "stdio") or (
+            first == "LOAD" and "LOCAL" in (w.upper() for w in words[1:5])
+        ):
             # Only a rule that names LOCAL INFILE as allowed lets it through.
             if decision.verdict != "allow" or decision.rule is None:
                 return _LOCAL_INFILE
             checked.local_infile = True
-        if (
-            "sql_mode" in facts.settings
-            or ANY_SETTING in facts.settings
-            or (facts.kind == "set" and "sql_mode" in facts.text.lower())
-        ):
+        elif kind == "execute":
+            name = (facts.prepare_name or "").lower()
+            prepared = self.sql_statements.get(name)
+            if prepared is None:
+                return Decision(
+                    "deny",
+                    "unknown-prepared-statement",
+                    f"EXECUTE of '{facts.prepare_name}', "
+                    "which pamwire did not see prepared",
+                )
+            if prepared.verdict == "deny":
+                return prepared
+        elif kind in ("prepare", "deallocate") and facts.prepare_name:
+            checked.prepares.append((kind, facts.prepare_name.lower(), decision))
+        if "sql_mode" in facts.settings or ANY_SETTING in facts.settings:
             checked.refresh_sql_mode = True
         if facts.unsafe_client_encoding or (
-            facts.kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text)
+            kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text)
         ):
             return _UNSAFE_CHARSET
         inner = facts.inner
-        if inner is not None and [w.upper() for w in leading_words(inner.text, 1)] == [
-            "KILL"
-        ]:
-            return _KILL_FORM
+        if inner is not None and (
+            inner.kind in ("kill", "use", "load")
+            or [w.upper() for w in leading_words(inner.text, 1)] == ["KILL"]
+        ):
+            return _NOT_PREPARABLE
+        return decision
+
+    def _check_use(
+        self,
+        facts: StatementFacts,
+        words: list[str],
+        checked: _Checked,
+        decision: Decision,
+    ) -> Decision:
+        """USE may only name the target's database (or the target's own name)."""
+        assert self.target is not None
+        named = dict(facts.assignments).get("database")
+        if named is None and len(words) == 2:
+            named = _unquote(words[1])
+        if named is None or named == "?":
+            return _USE_FORM
+        if named not in (self.target.database, self.target.name):
+            return Decision(
+                "deny",
+                "target-database",
+                f"database '{named}' is outside target '{self.target.name}'",
+            )
+        if named != self.target.database:
+            # The server would look for a database of the target's name.
+            return _USE_FORM
+        checked.use_database = named
         return decision
 
     async def _deny(self, checked: _Checked) -> None:
@@ -834,6 +871,7 @@ class MySqlSession:
         if outcome.ok:
             # The server dropped every prepared statement and session variable.
             self.statements.clear()
+            self.sql_statements.clear()
             await self._refresh_sql_mode()
 
     async def _on_process_kill(self, block: bytes, packet: Packet) -> None:
@@ -1183,11 +1221,6 @@ _ALONE = Decision(
     "deny",
     "statement-alone",
     "KILL and USE must be sent as a statement of their own",
-)
-_SQL_MODE_NOT_LAST = Decision(
-    "deny",
-    "sql-mode-change",
-    "sql_mode may only change in the last statement of a multi-statement query",
 )
 _UNSAFE_CHARSET = Decision(
     "deny",

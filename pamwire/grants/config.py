@@ -28,20 +28,28 @@ ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # in pg_roles and the server log; the rest of the name is derived from the person.
 ACCOUNT_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,23}")
 OBJECT_ACTIONS = ("reassign", "drop", "keep")
+# MariaDB host part of minted accounts: a name, an address or a pattern with % _.
+_ACCOUNT_HOST = re.compile(r"[A-Za-z0-9.:%_-]{1,255}")
 
 # Placeholders a template may use. Each is replaced by a safely quoted identifier
-# (I) or literal (L) of the given value; see pamwire/grants/minting.py.
+# (I) or literal (L) of the given value; see pamwire/grants/minting.py (PostgreSQL)
+# and pamwire/grants/mariadb.py (MariaDB, where {name} is the whole 'user'@'host').
 PLACEHOLDERS: dict[str, str] = {
     "name": "I",  # the minted account
     "name_literal": "L",  # the minted account as a string, for WHERE clauses
-    "password": "L",  # the account's SCRAM-SHA-256 verifier, never the password
-    "expiry": "L",  # end of the grant, an ISO 8601 timestamp with time zone
+    "password": "L",  # the account's password verifier (hash), never the password
+    "expiry": "L",  # end of the grant: a timestamp in UTC
     "role": "I",  # the database role the account inherits
     "owner": "I",  # who receives the account's objects on revocation
     "database": "I",  # the database pamwire's admin connection is in
+    "event": "I",  # MariaDB only: the event that locks the account at expiry
+}
+PROTOCOL_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "postgres": frozenset(PLACEHOLDERS) - {"event"},
+    "mysql": frozenset(PLACEHOLDERS),
 }
 # The password has no business in statements that remove an account.
-_REMOVAL_PLACEHOLDERS = frozenset(PLACEHOLDERS) - {"password"}
+_REMOVAL_ONLY = frozenset({"password"})
 
 DEFAULT_CREATE = (
     "CREATE ROLE {name} LOGIN PASSWORD {password} VALID UNTIL {expiry} IN ROLE {role}",
@@ -59,6 +67,24 @@ _OBJECT_STEPS = {
     "keep": (),
 }
 _DROP = ("DROP ROLE {name}",)
+
+# MariaDB: DDL is not transactional, so a failed creation relies on the rollback
+# statements. The first revoke statement must lock the account: pamwire kills the
+# account's connections right after it (see pamwire/grants/mariadb.py).
+MARIADB_CREATE = (
+    "CREATE USER {name} IDENTIFIED BY PASSWORD {password}",
+    "GRANT {role} TO {name}",
+    "SET DEFAULT ROLE {role} FOR {name}",
+)
+MARIADB_EVENT = (
+    "CREATE EVENT {event} ON SCHEDULE AT {expiry} DO ALTER USER {name} ACCOUNT LOCK",
+)
+MARIADB_REVOKE = (
+    "ALTER USER {name} ACCOUNT LOCK",
+    "DROP USER {name}",
+    "DROP EVENT IF EXISTS {event}",
+)
+MARIADB_ROLLBACK = ("DROP USER IF EXISTS {name}", "DROP EVENT IF EXISTS {event}")
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _UNIT_SECONDS = (86400, 3600, 60, 1)
@@ -155,19 +181,26 @@ def _help(
 
 @attrs.frozen
 class Templates:
-    """SQL a DBA can change; each entry is one statement with placeholders."""
+    """SQL a DBA can change; each entry is one statement with placeholders.
 
-    create: tuple[str, ...] = _help(
-        "statements that create the account, run in one transaction", DEFAULT_CREATE
+    A template left out takes the default of the target's protocol.
+    """
+
+    create: tuple[str, ...] | None = _help(
+        "statements that create the account (PostgreSQL: one transaction)", None
     )
     revoke: tuple[str, ...] | None = _help(
         "statements that disable and remove the account, each committed on its own "
-        "(default: NOLOGIN, end its sessions, the objects step, DROP ROLE)",
+        "(default: disable, end its sessions, the objects step, drop)",
         None,
     )
-    rollback: tuple[str, ...] = _help(
-        "statements run after a failed creation, to remove anything left",
-        DEFAULT_ROLLBACK,
+    rollback: tuple[str, ...] | None = _help(
+        "statements run after a failed creation, to remove anything left", None
+    )
+    event: tuple[str, ...] | None = _help(
+        "MariaDB only: statements creating the event that locks the account at "
+        "expiry, run when the event scheduler is on",
+        None,
     )
 
 
@@ -230,15 +263,43 @@ class TargetGrants:
     owner: str | None = _help(
         "role that receives reassigned objects; default: the admin account", None
     )
+    account_host: str = _help(
+        "MariaDB only: host part of minted accounts ('%': any host); set it to "
+        "pamwire's address so the accounts work through pamwire alone",
+        "%",
+    )
     templates: Templates = attrs.field(
         factory=Templates, metadata=_meta("SQL templates for minting and removal")
     )
+    # The target's protocol, copied from [target.NAME]; it picks the defaults.
+    protocol: str = "postgres"
+
+    def create_statements(self) -> tuple[str, ...]:
+        """The configured creation statements, or the protocol's defaults."""
+        if self.templates.create is not None:
+            return self.templates.create
+        return MARIADB_CREATE if self.protocol == "mysql" else DEFAULT_CREATE
 
     def revoke_statements(self) -> tuple[str, ...]:
-        """The configured removal statements, or the defaults for `objects`."""
+        """The configured removal statements, or the defaults (on PostgreSQL,
+        those for `objects`)."""
         if self.templates.revoke is not None:
             return self.templates.revoke
+        if self.protocol == "mysql":
+            return MARIADB_REVOKE
         return _DISABLE + _OBJECT_STEPS[self.objects] + _DROP
+
+    def rollback_statements(self) -> tuple[str, ...]:
+        """The configured rollback statements, or the protocol's defaults."""
+        if self.templates.rollback is not None:
+            return self.templates.rollback
+        return MARIADB_ROLLBACK if self.protocol == "mysql" else DEFAULT_ROLLBACK
+
+    def event_statements(self) -> tuple[str, ...]:
+        """MariaDB: the statements of the expiry lock event (none on PostgreSQL)."""
+        if self.protocol != "mysql":
+            return ()
+        return MARIADB_EVENT if self.templates.event is None else self.templates.event
 
     def rank(self, role: str) -> int:
         """Position of a grant role, narrowest first; unknown roles rank last."""
@@ -280,8 +341,10 @@ def parse_grants_config(raw: dict[str, Any], path: Path) -> GrantsConfig:
         for name, item in targets_raw.items():
             if isinstance(item, dict) and "grants" in item:
                 key = f"target.{name}.grants"
+                protocol = item.get("protocol", "postgres")
+                extra = {"target": name, "protocol": protocol}
                 targets[name] = _build(
-                    TargetGrants, item["grants"], key, fpath, extra={"target": name}
+                    TargetGrants, item["grants"], key, fpath, extra=extra
                 )
     config = attrs.evolve(settings, targets=targets)
     _validate(config, fpath)
@@ -355,20 +418,36 @@ def _validate_target(
     for role in target.roles:
         _validate_policy(config, target, role, key, fpath)
 
+    if not _ACCOUNT_HOST.fullmatch(target.account_host):
+        raise ConfigError(
+            f"{target.account_host!r} is not a host pattern "
+            "(letters, digits, . - : % _)",
+            path=fpath,
+            key=f"{key}.account_host",
+        )
+    allowed = PROTOCOL_PLACEHOLDERS.get(target.protocol, frozenset())
+    removal = allowed - _REMOVAL_ONLY
     templates = target.templates
-    _check_templates(templates.create, PLACEHOLDERS, fpath, f"{key}.templates.create")
-    if not templates.create:
+    if target.protocol != "mysql" and templates.event is not None:
+        raise ConfigError(
+            "only MariaDB targets take an expiry event",
+            path=fpath,
+            key=f"{key}.templates.event",
+        )
+    create = target.create_statements()
+    _check_templates(create, allowed, fpath, f"{key}.templates.create")
+    if not create:
         raise ConfigError(
             "needs at least one statement", path=fpath, key=f"{key}.templates.create"
         )
     _check_templates(
-        target.revoke_statements(),
-        _REMOVAL_PLACEHOLDERS,
-        fpath,
-        f"{key}.templates.revoke",
+        target.revoke_statements(), removal, fpath, f"{key}.templates.revoke"
     )
     _check_templates(
-        templates.rollback, _REMOVAL_PLACEHOLDERS, fpath, f"{key}.templates.rollback"
+        target.rollback_statements(), removal, fpath, f"{key}.templates.rollback"
+    )
+    _check_templates(
+        target.event_statements(), removal, fpath, f"{key}.templates.event"
     )
 
 

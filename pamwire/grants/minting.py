@@ -91,8 +91,12 @@ class Account:
 class Minter(Protocol):
     """Creates and removes accounts on one kind of server (blocking calls)."""
 
-    def mint(self, login: AdminLogin, grants: TargetGrants, account: Account) -> None:
-        """Create the account; MintError (nothing left behind) on failure."""
+    def mint(
+        self, login: AdminLogin, grants: TargetGrants, account: Account
+    ) -> Sequence[str]:
+        """Create the account; return warnings for the grant's history (a lock
+        the server could not take, say). MintError (nothing left behind) on
+        failure."""
         ...
 
     def remove(self, login: AdminLogin, grants: TargetGrants, account: Account) -> str:
@@ -121,14 +125,16 @@ def expiry_literal(expires_at: float) -> str:
 class PostgresMinter:
     """Minter for PostgreSQL through asyncpg."""
 
-    def mint(self, login: AdminLogin, grants: TargetGrants, account: Account) -> None:
+    def mint(
+        self, login: AdminLogin, grants: TargetGrants, account: Account
+    ) -> Sequence[str]:
         if account.password is None or account.expires_at is None:
             raise MintError(f"account {account.name!r} needs a password and expiry")
         verifier = make_scram_verifier(account.password.reveal()).to_string()
         hidden = (account.password.reveal(), verifier)
         values = _values(login, account, verifier)
         try:
-            run(_create(login, grants.templates.create, values), OPERATION_TIMEOUT)
+            run(_create(login, grants.create_statements(), values), OPERATION_TIMEOUT)
         except MintError as error:
             message = _scrub(str(error), hidden)
             problems = self._rollback(login, grants, account)
@@ -136,6 +142,7 @@ class PostgresMinter:
                 message += f"; rollback: {'; '.join(problems)}"
             raise MintError(message) from None
         log.info("minted account %s inheriting %s", account.name, account.role)
+        return ()
 
     def _rollback(
         self, login: AdminLogin, grants: TargetGrants, account: Account
@@ -143,7 +150,8 @@ class PostgresMinter:
         values = _values(login, account, "")
         try:
             return run(
-                _run_each(login, grants.templates.rollback, values), OPERATION_TIMEOUT
+                _run_each(login, grants.rollback_statements(), values),
+                OPERATION_TIMEOUT,
             )
         except MintError as error:
             return [str(error)]

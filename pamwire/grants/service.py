@@ -10,6 +10,10 @@ that completes the policy mints the account and makes the grant approved until
 approval time plus its duration. `revoke`, or `expire_due` after its end, ends it
 and removes the account; a removal that fails is retried by later sweeps, with a
 growing pause. `catch_up` runs the sweep once when pamwire starts.
+
+Every step is also an audit event of kind `grant` (pamwire/grants/audit.py): a
+request or approval is refused when the audit store cannot be written; a denial,
+revocation, expiry or cleanup goes ahead and logs the audit failure.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import trio
 from pamwire.config import Config, Credential, Target
 from pamwire.errors import ConfigError
 from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
+from pamwire.grants.audit import AuditBatch, GrantAudit, GrantStep
 from pamwire.grants.config import GrantsConfig, TargetGrants, format_duration
+from pamwire.grants.mariadb import MariaDBMinter
 from pamwire.grants.minting import Account, AdminLogin, Minter, PostgresMinter
 from pamwire.grants.policy import (
     Policy,
@@ -107,6 +113,7 @@ class GrantService:
         store: GrantStore | None = None,
         box: SecretBox | None = None,
         minters: Mapping[str, Minter] | None = None,
+        audit: GrantAudit | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -114,8 +121,11 @@ class GrantService:
         self.store = store or GrantStore(config.resolve(grants.path))
         self.box = box or SecretBox(Path(config.resolve(grants.key_file)))
         self.minters: Mapping[str, Minter] = (
-            {"postgres": PostgresMinter()} if minters is None else minters
+            {"postgres": PostgresMinter(), "mysql": MariaDBMinter()}
+            if minters is None
+            else minters
         )
+        self.audit = audit or GrantAudit(config.resolve(config.audit.path))
         self.clock = clock
 
     def close(self) -> None:
@@ -132,7 +142,11 @@ class GrantService:
         reason: str | None = None,
     ) -> Grant:
         """Ask for `role` on `target`; the role defaults to the narrowest, the
-        duration to the target's default (capped at the role's longest)."""
+        duration to the target's default (capped at the role's longest).
+
+        Raises AuditUnavailable, before storing anything, when the audit store
+        cannot be written.
+        """
         if not NAME_PATTERN.fullmatch(person):
             raise GrantError(f"invalid person name {person!r}: use {NAME_RULE}")
         target_grants = self._target_grants(target)
@@ -143,7 +157,13 @@ class GrantService:
             duration = min(target_grants.default_duration, policy.max_duration)
         reason = reason.strip() if reason and reason.strip() else None
         check_request(policy, duration, reason)
-        grant = self.store.create(person, target, role, duration, reason, self.clock())
+        with self.audit.open(required=True) as batch:
+            now = self.clock()
+            grant = self.store.create(person, target, role, duration, reason, now)
+            text = f"{role} for {format_duration(duration)}"
+            if reason:
+                text += f"; reason: {reason}"
+            batch.add(self._step(grant.id, "requested", person, now, text))
         log.info(
             "grant %d requested by %s: %s on %s for %s",
             grant.id,
@@ -160,29 +180,38 @@ class GrantService:
         Raises PolicyError for self-approval or an approver the policy does not
         name, GrantError when the grant is not waiting, MintError when minting
         failed (the grant then stays requested, the reason in its history; a
-        further approve retries).
+        further approve retries), AuditUnavailable (before anything changes)
+        when the audit store cannot be written.
         """
         grant = self._get(grant_id)
         if grant.state is not State.REQUESTED:
             raise GrantError(f"grant {grant_id} is {grant.state}, not requested")
         policy = policy_for(self.grants, self._target_grants(grant.target), grant.role)
         check_approver(policy, approver, grant.person)
-        if self.store.add_approval(grant_id, approver, self.clock()):
-            log.info("grant %d approved by %s", grant_id, approver)
-        approvers = [a.approver for a in self.store.approvals(grant_id)]
-        if approvals_complete(policy, approvers):
-            self._activate(grant, approver)
+        with self.audit.open(required=True) as batch:
+            now = self.clock()
+            if self.store.add_approval(grant_id, approver, now):
+                log.info("grant %d approved by %s", grant_id, approver)
+                count = len(self.store.approvals(grant_id))
+                text = f"{count} of {policy.approvals_needed} approval(s)"
+                batch.add(self._step(grant_id, "approval", approver, now, text))
+            approvers = [a.approver for a in self.store.approvals(grant_id)]
+            if approvals_complete(policy, approvers):
+                self._activate(grant, approver, batch)
         return self._get(grant_id)
 
     def deny(self, grant_id: int, actor: str, reason: str | None = None) -> Grant:
         """Refuse a waiting request: an approver, or the person withdrawing it."""
         grant = self._get(grant_id)
         self._check_may_end(grant, actor)
-        if not self.store.end(
-            grant_id, State.DENIED, actor, self.clock(), reason, (State.REQUESTED,)
-        ):
-            raise GrantError(f"grant {grant_id} is {self._get(grant_id).state}")
-        log.info("grant %d denied by %s", grant_id, actor)
+        with self.audit.open(required=False) as batch:
+            now = self.clock()
+            if not self.store.end(
+                grant_id, State.DENIED, actor, now, reason, (State.REQUESTED,)
+            ):
+                raise GrantError(f"grant {grant_id} is {self._get(grant_id).state}")
+            log.info("grant %d denied by %s", grant_id, actor)
+            batch.add(self._step(grant_id, "denied", actor, now, reason))
         return self._get(grant_id)
 
     def revoke(self, grant_id: int, actor: str, reason: str | None = None) -> Grant:
@@ -193,13 +222,16 @@ class GrantService:
         """
         grant = self._get(grant_id)
         self._check_may_end(grant, actor)
-        if not self.store.end(
-            grant_id, State.REVOKED, actor, self.clock(), reason, (State.APPROVED,)
-        ):
-            state = self._get(grant_id).state
-            raise GrantError(f"grant {grant_id} is {state}, not approved")
-        log.info("grant %d revoked by %s", grant_id, actor)
-        self._remove_account(self._get(grant_id))
+        with self.audit.open(required=False) as batch:
+            now = self.clock()
+            if not self.store.end(
+                grant_id, State.REVOKED, actor, now, reason, (State.APPROVED,)
+            ):
+                state = self._get(grant_id).state
+                raise GrantError(f"grant {grant_id} is {state}, not approved")
+            log.info("grant %d revoked by %s", grant_id, actor)
+            batch.add(self._step(grant_id, "revoked", actor, now, reason))
+            self._remove_account(self._get(grant_id), batch)
         return self._get(grant_id)
 
     # -- reading -----------------------------------------------------------------
@@ -277,14 +309,16 @@ class GrantService:
         is due to go (including retries); return the grants ended now."""
         now = self.clock() if now is None else now
         ended: builtins.list[Grant] = []
-        for grant in self.store.due(now):
-            if self.store.end(
-                grant.id, State.EXPIRED, SYSTEM_ACTOR, now, None, (State.APPROVED,)
-            ):
-                log.info("grant %d expired", grant.id)
-                ended.append(self._get(grant.id))
-        for grant in self.store.needing_cleanup(now, now - MINT_STALE_AFTER):
-            self._remove_account(grant, now)
+        with self.audit.open(required=False) as batch:
+            for grant in self.store.due(now):
+                if self.store.end(
+                    grant.id, State.EXPIRED, SYSTEM_ACTOR, now, None, (State.APPROVED,)
+                ):
+                    log.info("grant %d expired", grant.id)
+                    ended.append(self._get(grant.id))
+                    batch.add(self._step(grant.id, "expired", SYSTEM_ACTOR, now))
+            for grant in self.store.needing_cleanup(now, now - MINT_STALE_AFTER):
+                self._remove_account(grant, batch, now)
         return [self._get(g.id) for g in ended]
 
     def catch_up(self) -> builtins.list[Grant]:
@@ -334,7 +368,7 @@ class GrantService:
                 f"not an approver of {grant.role!r} on {grant.target!r}"
             )
 
-    def _activate(self, grant: Grant, actor: str) -> None:
+    def _activate(self, grant: Grant, actor: str, batch: AuditBatch) -> None:
         now = self.clock()
         name = account_name(self.grants.account_prefix, grant.person, grant.id)
         if not self.store.claim_mint(grant.id, name, now, now - MINT_STALE_AFTER):
@@ -346,18 +380,30 @@ class GrantService:
             target_grants = self._target_grants(grant.target)
             login, minter = self._admin(grant.target)
             account = self._account(grant, name, password, expires_at)
-            minter.mint(login, target_grants, account)
+            notes = minter.mint(login, target_grants, account) or ()
         except (MintError, ConfigError, GrantError) as error:
-            self.store.mint_failed(grant.id, self.clock(), str(error))
+            failed_at = self.clock()
+            self.store.mint_failed(grant.id, failed_at, str(error))
             log.warning("minting for grant %d failed: %s", grant.id, error)
+            batch.add(
+                self._step(grant.id, "mint_failed", SYSTEM_ACTOR, failed_at, str(error))
+            )
             raise MintError(
                 f"grant {grant.id} is approved but its account could not be "
                 f"created, so it is not active: {error}"
             ) from None
+        minted_at = self.clock()
+        text = f"account {name} inheriting {account.role}"
+        batch.add(self._step(grant.id, "minted", SYSTEM_ACTOR, minted_at, text))
+        for note in notes:
+            self.store.note(grant.id, minted_at, SYSTEM_ACTOR, "warning", note)
+            batch.add(self._step(grant.id, "warning", SYSTEM_ACTOR, minted_at, note))
         if not self.store.activate(grant.id, actor, now, expires_at, sealed):
             # Denied while the account was being created: take it away again.
-            self._remove_account(self._get(grant.id))
+            self._remove_account(self._get(grant.id), batch)
             raise GrantError(f"grant {grant.id} ended while its account was created")
+        until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(expires_at))
+        batch.add(self._step(grant.id, "approved", actor, now, f"active until {until}"))
         log.info(
             "grant %d active as account %s until %s",
             grant.id,
@@ -365,13 +411,18 @@ class GrantService:
             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires_at)),
         )
 
-    def _remove_account(self, grant: Grant, now: float | None = None) -> None:
+    def _remove_account(
+        self, grant: Grant, batch: AuditBatch, now: float | None = None
+    ) -> None:
         now = self.clock() if now is None else now
         if grant.account is None or grant.account_state not in (
             AccountState.ACTIVE,
             AccountState.MINTING,
         ):
             return
+        if grant.cleanup_attempts:
+            text = f"attempt {grant.cleanup_attempts + 1} to remove {grant.account}"
+            batch.add(self._step(grant.id, "cleanup_retried", SYSTEM_ACTOR, now, text))
         try:
             target_grants = self._target_grants(grant.target)
             login, minter = self._admin(grant.target)
@@ -380,6 +431,8 @@ class GrantService:
         except (MintError, ConfigError, GrantError) as error:
             pause = min(RETRY_CAP, RETRY_FIRST * 2**grant.cleanup_attempts)
             self.store.cleanup_failed(grant.id, now, str(error), now + pause)
+            text = f"{error}; retry in {pause:.0f} s"
+            batch.add(self._step(grant.id, "cleanup_failed", SYSTEM_ACTOR, now, text))
             log.warning(
                 "removing account %s of grant %d failed (retry in %.0f s): %s",
                 grant.account,
@@ -388,7 +441,33 @@ class GrantService:
                 error,
             )
             return
-        self.store.account_removed(grant.id, self.clock(), outcome)
+        removed_at = self.clock()
+        self.store.account_removed(grant.id, removed_at, outcome)
+        text = f"account {grant.account}: {outcome}"
+        batch.add(
+            self._step(grant.id, "account_removed", SYSTEM_ACTOR, removed_at, text)
+        )
+
+    def _step(
+        self,
+        grant_id: int,
+        step: str,
+        actor: str,
+        at: float,
+        text: str | None = None,
+    ) -> GrantStep:
+        """An audit step for the grant as it is now, with its approvers."""
+        grant = self._get(grant_id)
+        target = self.config.targets.get(grant.target)
+        return GrantStep(
+            grant=grant,
+            step=step,
+            actor=actor,
+            at=at,
+            text=text,
+            approvers=tuple(a.approver for a in self.store.approvals(grant_id)),
+            protocol=target.protocol if target is not None else "postgres",
+        )
 
     def _account(
         self,

@@ -436,6 +436,13 @@ class GrantStore:
             )
             self._event(grant_id, at, SYSTEM_ACTOR, "cleanup_failed", error)
 
+    def note(
+        self, grant_id: int, at: float, actor: str, action: str, detail: str | None
+    ) -> None:
+        """Add a line to a grant's history without changing the grant."""
+        with self._lock, _Transaction(self._db):
+            self._event(grant_id, at, actor, action, detail)
+
     def close(self) -> None:
         """Close the file; calling it again does nothing."""
         with self._lock:

@@ -79,11 +79,15 @@ class FakeMinter:
         self.removed: list[str] = []
         self.fail_mint: str | None = None
         self.fail_remove: str | None = None
+        self.notes: tuple[str, ...] = ()
 
-    def mint(self, login: AdminLogin, grants: TargetGrants, account: Account) -> None:
+    def mint(
+        self, login: AdminLogin, grants: TargetGrants, account: Account
+    ) -> tuple[str, ...]:
         if self.fail_mint:
             raise MintError(self.fail_mint)
         self.accounts[account.name] = account
+        return self.notes
 
     def remove(self, login: AdminLogin, grants: TargetGrants, account: Account) -> str:
         if self.fail_remove:

@@ -31,7 +31,7 @@ def test_config_defaults_and_role_order(tmp_path: pathlib.Path) -> None:
     assert list(app.roles) == ["read-only", "read-write"]
     assert app.rank("read-only") < app.rank("read-write")
     assert app.max_duration == 8 * 3600
-    assert app.templates.create == DEFAULT_CREATE
+    assert app.create_statements() == DEFAULT_CREATE
     assert "plain" not in config.targets
 
 

@@ -26,9 +26,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pamwire.audit import chain
+from pamwire.audit import chain, recording_store
 from pamwire.audit.chain import EVENT_FIELDS, ChainedEvent, Mark
 from pamwire.audit.events import SCHEMA_VERSION, AuditEvent, AuditRecord, Completion
+from pamwire.audit.recording import RecordingChunk
+from pamwire.audit.recording_store import SessionSummary
 from pamwire.audit.search import SearchQuery
 from pamwire.errors import PamwireError
 
@@ -276,6 +278,9 @@ class AuditStore:
                 sync = "FULL" if self.full_sync else "NORMAL"
                 conn.execute(f"PRAGMA synchronous = {sync}")
             self._prepare_schema(conn)
+            if not self.read_only:
+                recording_store.ensure_table(conn)
+            self._has_recordings = recording_store.has_table(conn)
         except BaseException:
             conn.close()
             raise
@@ -547,6 +552,119 @@ class AuditStore:
         rows = self._read(sql, params)
         rows.reverse()
         return [_record(row) for row in rows]
+
+    # -- session recordings (pamwire/audit/recording.py) --
+
+    def append_recording(self, chunks: Sequence[RecordingChunk]) -> None:
+        """Insert recording chunks in one transaction (called by the writer thread).
+
+        Recordings are not part of the hash chain. Raises AuditWriteError with
+        SQLite's reason when nothing was committed.
+        """
+        if not chunks:
+            return
+        rows = [recording_store.chunk_row(c) for c in chunks]
+        with self._lock:
+            conn = self._writable()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(recording_store.INSERT, rows)
+                    self._check_identity()
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise AuditWriteError(
+                    f"cannot write recordings to {self.path}: {exc}"
+                ) from exc
+
+    def recording(self, session: str) -> list[RecordingChunk]:
+        """The recorded chunks of one session in wire order; empty if none."""
+        if not self._has_recordings:
+            return []
+        rows = self._read(recording_store.SELECT_SESSION, (session,))
+        return [recording_store.chunk_from_row(row) for row in rows]
+
+    def session_summaries(
+        self,
+        *,
+        user: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[SessionSummary]:
+        """Sessions with an event in [since, until), newest first; AuditError on
+        failure."""
+        sql, params = recording_store.summary_query(
+            user=user,
+            target=target,
+            since=since,
+            until=until,
+            limit=limit,
+            with_recordings=self._has_recordings,
+        )
+        return [recording_store.summary_from_row(r) for r in self._read(sql, params)]
+
+    # -- streaming reads for export and evidence --
+
+    def events_after(
+        self, row_no: int, limit: int
+    ) -> list[tuple[int, AuditRecord, str | None]]:
+        """Up to `limit` events inserted after row `row_no`, in insert order, as
+        (row_no, record, hash)."""
+        sql = _SELECT.replace("SELECT ", "SELECT row_no, ", 1)
+        sql += " WHERE row_no > ? ORDER BY row_no LIMIT ?"
+        out: list[tuple[int, AuditRecord, str | None]] = []
+        for row in self._read(sql, (row_no, limit)):
+            digest = row[1 + _EVENT_WIDTH + 2]
+            record = _record(row[1:])
+            out.append((int(row[0]), record, None if digest is None else str(digest)))  # type: ignore[call-overload]
+        return out
+
+    def completions_after(self, row_no: int, limit: int) -> list[tuple[int, Mark]]:
+        """Up to `limit` completion marks inserted after row `row_no`, in order."""
+        sql = (
+            f"SELECT row_no, {_q(MARK_COLUMNS)} FROM marks"
+            " WHERE row_no > ? AND kind = 'completion' ORDER BY row_no LIMIT ?"
+        )
+        out = []
+        for row in self._read(sql, (row_no, limit)):
+            values = [_text_out(v) for v in row[1:]]
+            out.append((int(row[0]), Mark(*values)))  # type: ignore[arg-type, call-overload]
+        return out
+
+    def writer_order(self) -> dict[str, int]:
+        """Each writer's place in the trail: the row of its start mark."""
+        rows = self._read(
+            "SELECT writer, min(row_no) FROM marks WHERE kind = 'start' GROUP BY writer"
+        )
+        return {str(w): int(n) for w, n in rows}  # type: ignore[call-overload]
+
+    def iter_records(
+        self, *, since: float | None, until: float | None, batch: int = 5000
+    ) -> Iterator[AuditRecord]:
+        """Every record with since <= time < until, oldest first, read in batches."""
+        sql = _SELECT.replace("SELECT ", "SELECT row_no, ", 1)
+        sql += (
+            " WHERE time >= ? AND time < ? AND (time > ? OR (time = ? AND row_no > ?))"
+        )
+        sql += " ORDER BY time, row_no LIMIT ?"
+        low = float("-inf") if since is None else since
+        high = float("inf") if until is None else until
+        last_time, last_row = low, -1
+        while True:
+            rows = self._read(sql, (low, high, last_time, last_time, last_row, batch))
+            for row in rows:
+                yield _record(row[1:])
+            if len(rows) < batch:
+                return
+            last_time = float(rows[-1][1 + 1])  # type: ignore[arg-type]
+            last_row = int(rows[-1][0])  # type: ignore[call-overload]
 
     def close(self) -> None:
         """Close the connection; later writes raise AuditWriteError. Idempotent."""

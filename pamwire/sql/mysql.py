@@ -42,6 +42,10 @@ _SAFE_CHARSETS = frozenset(
     {"utf8", "utf8mb3", "utf8mb4", "latin1", "ascii", "binary", "default"}
 )
 
+# Character sets in which a multi-byte character can end in a quote or backslash
+# byte, so the server would read text pamwire reads as UTF-8 differently.
+_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis"})
+
 _READ_ONLY_SETTINGS = frozenset({"transaction_read_only", "tx_read_only", "read_only"})
 
 _Key = tuple[str, str, tuple[int, int, int], bool, bool, str | None]
@@ -210,6 +214,7 @@ class _Facts:
         self.copy_target: str | None = None
         self.destructive = False
         self.server_code = False
+        self.unsafe_client_encoding = False
 
     def build(self) -> StatementFacts:
         sql = self.session.lexer.sql
@@ -233,6 +238,7 @@ class _Facts:
             destructive=self.destructive,
             server_code=self.server_code,
             calls=frozenset(walk.calls),
+            unsafe_client_encoding=self.unsafe_client_encoding,
         )
 
     def table_at(self, i: int, *, written: bool) -> int:
@@ -513,6 +519,7 @@ def _set_item(facts: _Facts, item: list[Token]) -> None:
     if head.upper == "NAMES" or head.upper in ("CHARSET", "CHARACTER"):
         rest = item[2:] if head.upper == "CHARACTER" else item[1:]
         charset = _constant(rest[:1]) if rest else None
+        _charset(facts, charset)
         for name in ("character_set_client", "character_set_results"):
             facts.settings.add(name)
             facts.assignments.append((name, charset))
@@ -549,9 +556,18 @@ def _set_item(facts: _Facts, item: list[Token]) -> None:
         ):
             scope, name = prefix.upper(), bare
     name = name.lower()
+    if name == "character_set_client":
+        _charset(facts, value)
     _record_setting(
         facts, name, value, global_=scope in ("GLOBAL", "PERSIST", "PERSIST_ONLY")
     )
+
+
+def _charset(facts: _Facts, charset: str | None) -> None:
+    if charset is None or charset.upper() == "DEFAULT":
+        return
+    if charset == UNKNOWN_VALUE or charset.lower() in _UNSAFE_CHARSETS:
+        facts.unsafe_client_encoding = True
 
 
 def _record_setting(

@@ -14,8 +14,9 @@ from sqlglot import exp
 
 __all__ = ["Walk", "function_name"]
 
-# Func subclasses that are syntax, not calls a rule could mean.
-_SYNTAX = (exp.Cast, exp.TryCast, exp.Case, exp.Extract, exp.Convert)
+# Func subclasses that are syntax, not calls a rule could mean (sqlglot also
+# reads a one-arm CASE as If; IF() itself has no effect of its own).
+_SYNTAX = (exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Extract, exp.Convert)
 _NO_TABLES: tuple[str, ...] = ()
 
 

@@ -16,8 +16,10 @@ import hashlib
 import logging
 from collections.abc import Callable
 
+import attrs
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 from pamwire.sql.facts import Analysis, StatementFacts
 from pamwire.sql.mysql_split import Lexer, LexError, Token, version_number
@@ -50,6 +52,12 @@ _READ_ONLY_SETTINGS = frozenset({"transaction_read_only", "tx_read_only", "read_
 
 _Key = tuple[str, str, tuple[int, int, int], bool, bool, str | None]
 _exact: dict[_Key, Analysis] = {}
+
+# Facts by token shape (literals replaced) and current database, for statements
+# whose facts depend on no literal value; see _literal_free.
+_shapes: dict[tuple[str | None, tuple[str, ...]], StatementFacts] = {}
+
+_DIALECT = Dialect.get_or_raise("mysql")
 
 
 class _Refused(Exception):
@@ -96,6 +104,7 @@ def analyze(
 def cache_clear() -> None:
     """Forget every cached analysis (for tests and benchmarks)."""
     _exact.clear()
+    _shapes.clear()
 
 
 def _analyze_guarded(
@@ -277,6 +286,48 @@ class _Facts:
 
 
 def _statement(tokens: list[Token], session: _Session) -> StatementFacts:
+    """The facts of one statement, reused from an earlier one of the same shape.
+
+    OLTP clients send one statement with new constants each time, so the
+    exact-text cache rarely hits; a SELECT or INSERT whose facts depend on no
+    literal (no function, no setting, no file) is remembered by its tokens with
+    literals replaced. UPDATE and DELETE never are: ``OR 1 = 1`` changes scope.
+    """
+    shape = (session.database, tuple(_shape_token(token) for token in tokens))
+    template = _shapes.get(shape)
+    if template is not None:
+        sql = session.lexer.sql
+        text = sql[tokens[0].start : tokens[-1].end]
+        return attrs.evolve(template, text=text)
+    facts = _analyze_statement(tokens, session)
+    if _literal_free(facts):
+        if len(_shapes) >= CACHE_SIZE:
+            del _shapes[next(iter(_shapes))]
+        _shapes[shape] = facts
+    return facts
+
+
+def _shape_token(token: Token) -> str:
+    if token.kind == "string" or (token.kind == "word" and token.value[0].isdigit()):
+        return "?"
+    return token.sql
+
+
+def _literal_free(facts: StatementFacts) -> bool:
+    return (
+        facts.kind in ("select", "insert")
+        and not facts.functions
+        and not facts.settings
+        and not facts.assignments
+        and facts.inner is None
+        and facts.copy_target is None
+        and not facts.server_code
+        and not facts.unscoped_write
+        and not facts.unsafe_client_encoding
+    )
+
+
+def _analyze_statement(tokens: list[Token], session: _Session) -> StatementFacts:
     facts = _Facts(tokens, session)
     first = tokens[0].upper or tokens[0].value
     handler = _HANDLERS.get(first)
@@ -315,7 +366,7 @@ def _canonical(tokens: list[Token]) -> str:
 
 def _parse(text: str) -> exp.Expression:
     try:
-        trees = sqlglot.parse(text, read="mysql")
+        trees = _DIALECT.parse(text)
     except sqlglot.errors.SqlglotError as exc:
         raise _Refused(f"syntax error: {str(exc).splitlines()[0][:200]}") from None
     trees = [tree for tree in trees if tree is not None]

@@ -11,17 +11,14 @@ import argparse
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pamwire.config import CONFIG_ENV, default_config_path, parse_config
+from pamwire.config import default_config_path, load_config
 from pamwire.errors import ConfigError
 from pamwire.grants.config import (
     format_duration,
     parse_duration,
-    parse_grants_config,
-    without_grants,
 )
 from pamwire.grants.service import GrantDetails, GrantService
 from pamwire.grants.store import Grant, State
@@ -97,19 +94,10 @@ def open_service(path: Path) -> GrantService:
 
     Raises ConfigError naming the file and key.
     """
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"configuration file not found (set --config or ${CONFIG_ENV})",
-            path=str(path),
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
-    grants = parse_grants_config(raw, path)
-    config = parse_config(without_grants(raw), path)
-    return GrantService(config, grants)
+    config = load_config(path)
+    if config.grants is None:  # pragma: no cover - load_config always sets it
+        raise ConfigError("no grant settings", path=str(path))
+    return GrantService(config, config.grants)
 
 
 def _service(args: argparse.Namespace) -> GrantService:

@@ -181,6 +181,7 @@ class MySqlSession:
         self.end_reason: str | None = None
         self.busy = False
         self.quit = False
+        self.seq = 1
         self._scope: trio.CancelScope | None = None
 
     # -- entry point --
@@ -489,10 +490,13 @@ class MySqlSession:
                 raise ClientProtocolError(
                     f"command packet has sequence id {packet.sequence_id}, expected 0"
                 )
+            # The reply's first sequence id: one after the command's last packet
+            # (a command of 16 MiB or more spans several).
+            self.seq = (packet.last_sequence_id + 1) & 0xFF
             handler = handlers.get(packet.first_byte)
             if handler is None:
                 await self._reply(
-                    replies.unknown_command(packet.first_byte, 1, self.caps)
+                    replies.unknown_command(packet.first_byte, self.seq, self.caps)
                 )
                 continue
             await handler(block, packet)
@@ -535,6 +539,7 @@ class MySqlSession:
         assert self.upstream is not None
         upstream = self.upstream.packets
         tracker = ReplyTracker(command, self.caps)
+        tracker.next_sequence_id = self.seq
         out: list[bytes] = []
         self.busy = True
         try:
@@ -760,12 +765,14 @@ class MySqlSession:
             )
         decision, kind = checked.denied
         await self._reply(
-            replies.denial(decision.rule, decision.message, kind, 1, self.caps)
+            replies.denial(decision.rule, decision.message, kind, self.seq, self.caps)
         )
 
     async def _deny_audit_down(self) -> None:
         await self._reply(
-            replies.denial(_AUDIT_DOWN.rule, _AUDIT_DOWN.message, None, 1, self.caps)
+            replies.denial(
+                _AUDIT_DOWN.rule, _AUDIT_DOWN.message, None, self.seq, self.caps
+            )
         )
 
     # -- prepared statements --
@@ -803,7 +810,7 @@ class MySqlSession:
         prepared = self.statements.get(statement_id)
         if prepared is None:
             await self._reply(
-                replies.unknown_statement(statement_id, "EXECUTE", 1, self.caps)
+                replies.unknown_statement(statement_id, "EXECUTE", self.seq, self.caps)
             )
             return
         event = self._statement_event(
@@ -824,7 +831,7 @@ class MySqlSession:
                 return  # no reply; the execute that follows is refused
             name = "FETCH" if command == Command.COM_STMT_FETCH else "RESET"
             await self._reply(
-                replies.unknown_statement(statement_id, name, 1, self.caps)
+                replies.unknown_statement(statement_id, name, self.seq, self.caps)
             )
             return
         if command == Command.COM_STMT_SEND_LONG_DATA:
@@ -856,7 +863,9 @@ class MySqlSession:
             event = self._statement_event(f"USE {name}", None, decision, "init_db")
             await self._write_events([event])
             await self._reply(
-                replies.database_refused(name, self.target.name, database, 1, self.caps)
+                replies.database_refused(
+                    name, self.target.name, database, self.seq, self.caps
+                )
             )
             return
         data = None
@@ -891,7 +900,7 @@ class MySqlSession:
             replies.not_supported(
                 "COM_CHANGE_USER is not supported; open a new connection to "
                 "change person or target",
-                1,
+                self.seq,
                 self.caps,
             )
         )
@@ -915,7 +924,7 @@ class MySqlSession:
             or victim.login is None
             or victim.target is None
         ):
-            reply = replies.unknown_thread(connection_id, 1, self.caps)
+            reply = replies.unknown_thread(connection_id, self.seq, self.caps)
             self._complete_kill(checked, started, "error", "HY000")
             await self._reply(reply)
             return
@@ -941,24 +950,29 @@ class MySqlSession:
                 replies.error(
                     replies.ER_UNKNOWN_ERROR,
                     f"pamwire: kill of {connection_id} failed: {exc}",
-                    1,
+                    self.seq,
                     self.caps,
                 )
             )
             return
         if error is not None:
             self._complete_kill(checked, started, "error", error.sql_state)
-            await self._reply(codec.encode(error, self.caps | codec.PROTOCOL_41, 1))
+            await self._reply(
+                codec.encode(error, self.caps | codec.PROTOCOL_41, self.seq)
+            )
             return
         self._complete_kill(checked, started, "ok", None)
         if victim is self and not query:
             await self._reply(
                 replies.error(
-                    replies.ER_CONNECTION_KILLED, "Connection was killed", 1, self.caps
+                    replies.ER_CONNECTION_KILLED,
+                    "Connection was killed",
+                    self.seq,
+                    self.caps,
                 )
             )
             raise SessionEnd
-        await self._reply(replies.ok(self.caps, 1, status_flags=self.status))
+        await self._reply(replies.ok(self.caps, self.seq, status_flags=self.status))
 
     def _complete_kill(
         self, checked: _Checked, started: float, outcome: str, state: str | None

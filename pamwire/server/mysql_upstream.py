@@ -235,7 +235,7 @@ async def kill(
         port,
         database=None,
         credential=credential,
-        capabilities=codec.SUPPORTED_CAPABILITIES,
+        capabilities=codec.SUPPORTED_CAPABILITIES & ~codec.CONNECT_WITH_DB,
         character_set=DEFAULT_CHARACTER_SET,
         max_packet_size=1 << 24,
         connect_attrs=None,

@@ -2,8 +2,9 @@
 
 pamwire runs as `pamwire serve` in a subprocess, as users run it. Its target
 `app` is the MariaDB database `app` (tests/mysql/conftest.py's schema and
-account); the person `alice` (password `alice-pw`) may log in. The rules are the
-shipped baseline pack plus tests' own file, `extra-rules.toml`.
+account); the person `alice` (password `alice-pw`) may log in. mysql_proxy has
+the shipped baseline pack plus the tests' own rules (`extra-rules.toml`);
+mysql_open_proxy the tests' rules only.
 
 Test modules import the fixtures below. pytest gives each importing module its
 own copy of a fixture, so the server and the proxy are kept in this module and
@@ -50,7 +51,7 @@ id = "allow-local-infile-ld"
 description = "LOAD DATA LOCAL INFILE into ld is allowed"
 action = "allow"
 when.kind = ["load", "copy", "other"]
-when.tables = ["*ld"]
+when.tables = ["*.ld"]
 
 [[rule]]
 id = "no-forbidden-table"
@@ -273,7 +274,7 @@ def _start_server() -> MariaDBServer:
     return server
 
 
-def _start_proxy(server: MariaDBServer) -> MysqlProxy:
+def _start_proxy(server: MariaDBServer, rules: list[str]) -> MysqlProxy:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="pamwire-mysql-proxy-"))
     proxy = MysqlProxy(workdir, free_port(), server)
     (workdir / "extra-rules.toml").write_text(EXTRA_RULES)
@@ -283,7 +284,7 @@ def _start_proxy(server: MariaDBServer) -> MysqlProxy:
             port=proxy.port,
             db_port=server.port,
             dead_port=free_port(),
-            rules=json.dumps(["pack:baseline", "extra-rules.toml"]),
+            rules=json.dumps(rules),
         )
     )
     added = proxy.pamwire(
@@ -310,12 +311,23 @@ def mysql_server() -> MariaDBServer:
     return server
 
 
-@pytest.fixture
-def mysql_proxy(mysql_server: MariaDBServer) -> MysqlProxy:
-    """pamwire serving target `app` on a MySQL listener, baseline rules."""
-    if "proxy" not in _shared:
-        _shared["proxy"] = _start_proxy(mysql_server)
-    proxy: MysqlProxy = _shared["proxy"]
+def _proxy(key: str, server: MariaDBServer, rules: list[str]) -> MysqlProxy:
+    if key not in _shared:
+        _shared[key] = _start_proxy(server, rules)
+    proxy: MysqlProxy = _shared[key]
     if proxy.process is None or proxy.process.poll() is not None:
         raise RuntimeError(f"pamwire is not running: {proxy.log_tail()}")
     return proxy
+
+
+@pytest.fixture
+def mysql_proxy(mysql_server: MariaDBServer) -> MysqlProxy:
+    """pamwire serving target `app` on a MySQL listener: baseline and test rules."""
+    return _proxy("proxy", mysql_server, ["pack:baseline", "extra-rules.toml"])
+
+
+@pytest.fixture
+def mysql_open_proxy(mysql_server: MariaDBServer) -> MysqlProxy:
+    """pamwire with the tests' rules only (no baseline: CALL, KILL, LOCAL INFILE
+    and DDL pass unless a test rule says otherwise; unparsable text is refused)."""
+    return _proxy("open", mysql_server, ["extra-rules.toml"])

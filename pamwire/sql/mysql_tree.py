@@ -272,6 +272,8 @@ class Walk:
         with_clause = node.args.get("with_") or node.args.get("with")
         if isinstance(with_clause, exp.With):
             self.with_clause(with_clause)
+        if _upsert_of_itself(node, self, tables):
+            self.unscoped = True
         self.visit(node.expression)
         self.levels.append(level)
         try:
@@ -349,6 +351,24 @@ class Walk:
                 self.unscoped = True
 
 
+def _upsert_of_itself(node: exp.Insert, walk: Walk, tables: tuple[str, ...]) -> bool:
+    """INSERT ... SELECT from the target itself, unfiltered, ON DUPLICATE KEY UPDATE.
+
+    Every row conflicts with itself, so every row is updated.
+    """
+    conflict = node.args.get("conflict")
+    select = node.expression
+    if not isinstance(conflict, exp.OnConflict) or not isinstance(select, exp.Select):
+        return False
+    from_ = select.args.get("from_") or select.args.get("from")
+    source = from_.this if isinstance(from_, exp.From) else None
+    if not isinstance(source, exp.Table) or walk.name(source) not in tables:
+        return False
+    where = select.args.get("where")
+    alias = {source.alias_or_name.lower(), source.name.lower()}
+    return not isinstance(where, exp.Where) or not _scopes(where.this, alias)
+
+
 def _inner_join_conditions(join: exp.Join) -> list[exp.Expression]:
     """ON/USING of a join that filters both sides (not LEFT/RIGHT/NATURAL)."""
     if join.side or join.args.get("method"):
@@ -365,59 +385,123 @@ def _inner_join_conditions(join: exp.Join) -> list[exp.Expression]:
 
 # --- scope: does a condition depend on the target's rows? -------------------------
 
+# Comparison operators, and the operator whose truth is the complement.
+_COMPLEMENT: dict[type[exp.Expression], type[exp.Expression]] = {
+    exp.EQ: exp.NEQ,
+    exp.NEQ: exp.EQ,
+    exp.GT: exp.LTE,
+    exp.LTE: exp.GT,
+    exp.LT: exp.GTE,
+    exp.GTE: exp.LT,
+}
+_PATTERNS = (exp.Like, exp.ILike, exp.RegexpLike)
+_MATCH_ALL_REGEX = frozenset({"", ".*", "^", "^.*", ".*$", "^.*$"})
+
 
 def _scopes(cond: exp.Expression, target: set[str]) -> bool:
-    """Whether ``cond`` limits the target's rows (False: provably or maybe all)."""
-    while isinstance(cond, exp.Paren):
-        cond = cond.this
+    """Whether ``cond`` limits the target's rows (False: provably or maybe all).
+
+    A condition scopes when every top-level OR branch restricts a target column:
+    compares it with something other than an expression of that same column.
+    """
+    cond = _unparen(cond)
     if isinstance(cond, exp.And):
         return _scopes(cond.this, target) or _scopes(cond.expression, target)
     if isinstance(cond, exp.Or):
         branches = _or_branches(cond)
         if any(not _scopes(b, target) for b in branches):
             return False
-        return not _complementary(branches)
-    if isinstance(cond, exp.Not):
-        inner = cond.this
-        while isinstance(inner, exp.Paren):
-            inner = inner.this
-        if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):
-            return False  # NOT (c IS NULL): true on every row of a NOT NULL column
+        return not _complementary(branches, target)
     if isinstance(cond, exp.Column) and cond.name == "__using__":
         return True
     if not _references(cond, target):
         return False
-    if isinstance(cond, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ)) and (
-        _same(cond.this, cond.expression)
+    if isinstance(cond, exp.Not):
+        inner = _unparen(cond.this)
+        if isinstance(inner, (exp.Is, exp.NullSafeEQ)) and isinstance(
+            inner.expression, exp.Null
+        ):
+            return False  # NOT (c IS NULL), NOT (c <=> NULL): every NOT NULL row
+        if isinstance(inner, _PATTERNS):
+            return not _matches_none_only(inner)
+        return _scopes(inner, target)
+    if isinstance(cond, exp.Binary) and isinstance(
+        cond, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ)
     ):
-        return False
-    if isinstance(cond, exp.Not) and isinstance(cond.this, exp.Is):
-        return False  # c IS NOT NULL
-    if isinstance(cond, exp.Is) and not isinstance(cond.expression, exp.Null):
-        return True
-    if isinstance(cond, exp.Like) and _all_pattern(cond.expression):
-        return False
+        return not _self_expression(cond.this, cond.expression, target)
+    if isinstance(cond, _PATTERNS):
+        if cond.args.get("negate"):
+            return not _matches_none_only(cond)
+        return not _matches_all(cond)
     return not (isinstance(cond, exp.In) and _self_in(cond))
 
 
-def _or_branches(cond: exp.Expression) -> list[exp.Expression]:
+def _unparen(cond: exp.Expression) -> exp.Expression:
     while isinstance(cond, exp.Paren):
         cond = cond.this
+    return cond
+
+
+def _or_branches(cond: exp.Expression) -> list[exp.Expression]:
+    cond = _unparen(cond)
     if isinstance(cond, exp.Or):
         return _or_branches(cond.this) + _or_branches(cond.expression)
     return [cond]
 
 
-def _complementary(branches: list[exp.Expression]) -> bool:
-    """``p OR NOT p``, ``c IS NULL OR c IS NOT NULL``."""
+def _complementary(branches: list[exp.Expression], target: set[str]) -> bool:
+    """``p OR NOT p``, ``c IS NULL OR c IS NOT NULL``, ``id > 0 OR id <= 0``."""
     seen = {b.sql(dialect="mysql") for b in branches}
+    comparisons: list[tuple[tuple[str, str], type[exp.Expression], exp.Expression]] = []
     for branch in branches:
-        inner = branch.this if isinstance(branch, exp.Not) else None
-        while isinstance(inner, exp.Paren):
-            inner = inner.this
+        inner = _unparen(branch.this) if isinstance(branch, exp.Not) else None
         if inner is not None and inner.sql(dialect="mysql") in seen:
             return True
+        if type(branch) in _COMPLEMENT and isinstance(branch.this, exp.Column):
+            value = branch.expression
+            comparisons.append((_column_key(branch.this, target), type(branch), value))
+    for column, op, value in comparisons:
+        for other_column, other_op, other_value in comparisons:
+            if column != other_column:
+                continue
+            if _COMPLEMENT[op] is other_op and value.sql() == other_value.sql():
+                return True
+            if _covers(op, value, other_op, other_value):
+                return True
     return False
+
+
+def _covers(
+    op: type[exp.Expression],
+    value: exp.Expression,
+    other_op: type[exp.Expression],
+    other_value: exp.Expression,
+) -> bool:
+    """``c < 10 OR c > 5``: two ranges that together hold every value."""
+    low, high = _number(value), _number(other_value)
+    if low is None or high is None:
+        return False
+    if op in (exp.LT, exp.LTE) and other_op in (exp.GT, exp.GTE):
+        if high < low:
+            return True
+        return high == low and (op is exp.LTE or other_op is exp.GTE)
+    return False
+
+
+def _number(value: exp.Expression) -> float | None:
+    if isinstance(value, exp.Literal) and not value.is_string:
+        try:
+            return float(value.this)
+        except ValueError:
+            return None
+    return None
+
+
+def _column_key(column: exp.Column, target: set[str]) -> tuple[str, str]:
+    qualifier = column.table.lower()
+    if not qualifier or qualifier in target:
+        qualifier = ""  # the target row, however it is named
+    return (qualifier, column.name.lower())
 
 
 def _references(cond: exp.Expression, target: set[str]) -> bool:
@@ -428,26 +512,57 @@ def _references(cond: exp.Expression, target: set[str]) -> bool:
             if qualifier in target:
                 return True
             continue
-        if column.find_ancestor(exp.Select) is None:
+        if not _inside_select(column, cond):
             return True
     return False
 
 
-def _same(left: exp.Expression, right: exp.Expression) -> bool:
-    return (
-        isinstance(left, exp.Column)
-        and isinstance(right, exp.Column)
-        and left.name.lower() == right.name.lower()
-        and left.table.lower() == right.table.lower()
-    )
+def _inside_select(node: exp.Expression, root: exp.Expression) -> bool:
+    """Whether a sub-select lies between ``node`` and ``root``."""
+    parent = node.parent
+    while parent is not None and parent is not root:
+        if isinstance(parent, exp.Select):
+            return True
+        parent = parent.parent
+    return False
 
 
-def _all_pattern(pattern: exp.Expression) -> bool:
-    return (
-        isinstance(pattern, exp.Literal)
-        and pattern.is_string
-        and (pattern.this != "" and set(pattern.this) == {"%"})
-    )
+def _self_expression(
+    left: exp.Expression, right: exp.Expression, target: set[str]
+) -> bool:
+    """``id = id``, ``id + 0 = id``, ``t.id = t2.id`` of two aliases of the target.
+
+    Both sides are expressions of one and the same target column and nothing
+    else from a row.
+    """
+    columns = set()
+    for side in (left, right):
+        found = [_column_key(c, target) for c in side.find_all(exp.Column)]
+        if not found or side.find(exp.Select) is not None:
+            return False
+        columns.update(found)
+    return len(columns) == 1 and next(iter(columns))[0] == ""
+
+
+def _matches_all(cond: exp.Expression) -> bool:
+    """A pattern that a parameter supplies or that every string matches."""
+    pattern = _unparen(cond.expression)
+    if isinstance(pattern, exp.Placeholder):
+        return True
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+        return not isinstance(pattern, exp.Literal)
+    text = pattern.this
+    if isinstance(cond, exp.RegexpLike):
+        return text in _MATCH_ALL_REGEX
+    return text != "" and set(text) <= {"%"}
+
+
+def _matches_none_only(cond: exp.Expression) -> bool:
+    """For NOT LIKE: a pattern from a parameter, or ``''`` (NOT LIKE '' is all)."""
+    pattern = _unparen(cond.expression)
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        return pattern.this == "" and not isinstance(cond, exp.RegexpLike)
+    return True
 
 
 def _self_in(cond: exp.In) -> bool:

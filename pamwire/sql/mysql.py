@@ -653,7 +653,6 @@ def _set_statement(facts: _Facts) -> None:
     facts.kind = inner.kind
     facts.object_type = inner.object_type
     facts.merge(inner, effects=True)
-    facts.assignments = [a for a in facts.assignments]
 
 
 def _use(facts: _Facts) -> None:
@@ -783,7 +782,6 @@ def _lock(facts: _Facts) -> None:
     facts.kind = "lock"
     for item in _split_commas(tokens[2:]):
         if item:
-            _name(item, 0)
             sub = _Facts(item, facts.session)
             sub.table_at(0, written=False)
             facts.walk.read |= sub.walk.read

@@ -326,14 +326,17 @@ def _scheduler_state(conn: Any) -> str:
 
 def _locked(conn: Any, name: str, host: str) -> bool | None:
     """Whether the account is locked; None when it does not exist."""
+    # mysql.user has no account_locked column on MariaDB; global_priv keeps it
+    # in its JSON (10.4 and later).
     rows = _execute(
         conn,
-        "SELECT account_locked FROM mysql.user WHERE User = %s AND Host = %s",
+        "SELECT JSON_EXTRACT(Priv, '$.account_locked') FROM mysql.global_priv"
+        " WHERE User = %s AND Host = %s",
         (name, host),
     )
     if not rows:
         return None
-    return str(rows[0][0]).upper() == "Y"
+    return str(rows[0][0]).lower() in ("true", "1")
 
 
 def _session_ids(conn: Any, name: str) -> list[int]:

@@ -403,7 +403,8 @@ class GrantService:
             self._remove_account(self._get(grant.id), batch)
             raise GrantError(f"grant {grant.id} ended while its account was created")
         until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(expires_at))
-        batch.add(self._step(grant.id, "approved", actor, now, f"active until {until}"))
+        text = f"active until {until}"
+        batch.add(self._step(grant.id, "approved", actor, self.clock(), text))
         log.info(
             "grant %d active as account %s until %s",
             grant.id,

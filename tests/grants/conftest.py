@@ -135,3 +135,7 @@ def service(
     svc = make_service(document(), tmp_path, clock, minter)
     yield svc
     svc.close()
+
+
+# The MySQL tests' throwaway MariaDB, for the MariaDB minter's live tests.
+from tests.mysql.conftest import mariadb  # noqa: E402, F401

@@ -12,7 +12,7 @@ import pymysql
 import pymysql.cursors
 import pytest
 
-from pamwire.mysql import codec
+from pamwire.mysql import auth, codec
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Command, CursorType, SetOption
 from tests.integration.mysql_conftest import (
@@ -42,8 +42,6 @@ def _connector(proxy: MysqlProxy, **extra: object) -> object:
 
 def _logged_in(proxy: MysqlProxy) -> tuple[Raw, int]:
     """A raw session after login; returns it and its capabilities."""
-    from pamwire.mysql import auth
-
     raw = Raw(proxy.port)
     greeting = _greeting(raw)
     caps = greeting.capabilities & 0xFFFFFFFF
@@ -451,3 +449,36 @@ def test_mysql_local_infile_refused_without_rule(mysql_open_proxy: MysqlProxy) -
             assert cur.fetchone() == (0,)
     finally:
         conn.close()
+
+
+# -- framing per leg (MY-07) --
+
+
+@pytest.mark.parametrize("deprecate_eof", [True, False])
+def test_mysql_eof_framing_follows_the_client(
+    mysql_proxy: MysqlProxy, deprecate_eof: bool
+) -> None:
+    raw = Raw(mysql_proxy.port)
+    try:
+        greeting = _greeting(raw)
+        caps = greeting.capabilities & 0xFFFFFFFF
+        if not deprecate_eof:
+            caps &= ~codec.DEPRECATE_EOF
+        token = auth.native_password_scramble("alice-pw", greeting.scramble)
+        raw.send(_response(greeting, auth.NATIVE_PASSWORD, token, caps), 1)
+        assert raw.recv()[1][0] == 0
+        raw.send(codec.encode_payload(m.ComQuery("SELECT * FROM seq_1_to_3"), caps), 0)
+        packets = [raw.recv() for _ in range(6 if deprecate_eof else 7)]
+        assert [seq for seq, _ in packets] == list(range(1, len(packets) + 1))
+        last = packets[-1][1]
+        if deprecate_eof:
+            assert last[0] == 0xFE and isinstance(
+                codec.decode_end_of_rows(last, caps), m.OkPacket
+            )
+        else:
+            assert packets[2][1][0] == 0xFE and len(packets[2][1]) == 5
+            assert isinstance(codec.decode_end_of_rows(last, caps), m.EofPacket)
+        raw.send(bytes([Command.COM_PING]), 0)
+        assert raw.recv()[0] == 1
+    finally:
+        raw.close()

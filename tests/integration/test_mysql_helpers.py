@@ -1,0 +1,126 @@
+"""The MySQL session's pure helpers and pamwire's own packets, without servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pamwire.mysql import codec, replies
+from pamwire.mysql import messages as m
+from pamwire.server.mysql_session import (
+    leading_words,
+    parse_kill,
+    parse_server_version,
+    redact_mysql,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("KILL QUERY 5", ["KILL", "QUERY", "5"]),
+        ("  /* c */ kill\n-- x\n 7;", ["kill", "7"]),
+        ("/*!50000 KILL */ 9", ["KILL", "9"]),
+        ("/*M!100000 USE `a``b` */", ["USE", "`a``b`"]),
+        ("# note\nLOAD DATA LOCAL INFILE 'f'", ["LOAD", "DATA", "LOCAL", "INFILE"]),
+        ("(SELECT 1)", ["SELECT", "1", ")"]),
+    ],
+)
+def test_leading_words_skip_comments_and_open_executable_ones(
+    text: str, words: list[str]
+) -> None:
+    assert leading_words(text, 4) == words
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("KILL 5", (5, False)),
+        ("KILL CONNECTION 5", (5, False)),
+        ("kill query 12", (12, True)),
+        ("KILL HARD QUERY 3", (3, True)),
+        ("KILL QUERY ID 3", None),
+        ("KILL USER bob", None),
+        ("KILL (SELECT 1)", None),
+        ("KILL 5 6", None),
+    ],
+)
+def test_parse_kill_accepts_only_plain_ids(
+    text: str, expected: tuple[int, bool] | None
+) -> None:
+    assert parse_kill(leading_words(text, 8)) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("10.11.6-MariaDB-0+deb12u1", ("mariadb", (10, 11, 6))),
+        ("5.5.5-10.6.12-MariaDB-log", ("mariadb", (10, 6, 12))),
+        ("8.0.36", ("mysql", (8, 0, 36))),
+        ("weird", ("mysql", (8, 0, 0))),
+    ],
+)
+def test_parse_server_version(version: str, expected: object) -> None:
+    assert parse_server_version(version) == expected
+
+
+def test_redact_mysql_cuts_after_secrets() -> None:
+    assert redact_mysql("SELECT 1") == "SELECT 1"
+    assert (
+        redact_mysql("CREATE USER u IDENTIFIED BY 'hunter2'")
+        == "CREATE USER u IDENTIFIED <redacted>"
+    )
+    assert "hunter2" not in redact_mysql("SET PASSWORD FOR u = PASSWORD('hunter2')")
+    assert redact_mysql("SELECT '\udce9'") == "SELECT '\ufffd'"
+
+
+def test_denial_is_1142_naming_the_rule() -> None:
+    data = replies.denial(
+        "no-drop", "DROP is not allowed", "drop", 1, codec.PROTOCOL_41
+    )
+    assert data[3] == 1
+    error = codec.decode_err(data[4:], codec.PROTOCOL_41)
+    assert (error.error_code, error.sql_state) == (1142, "42000")
+    assert error.error_message.startswith('pamwire: statement denied by rule "no-drop"')
+
+
+def test_login_failed_words_it_as_the_server() -> None:
+    data = replies.login_failed(
+        "bob", "10.0.0.1", 2, codec.PROTOCOL_41, using_password=True
+    )
+    error = codec.decode_err(data[4:], codec.PROTOCOL_41)
+    assert data[3] == 2
+    assert (error.error_code, error.sql_state) == (1045, "28000")
+    assert error.error_message == (
+        "Access denied for user 'bob'@'10.0.0.1' (using password: YES)"
+    )
+
+
+@pytest.mark.parametrize(
+    "caps", [codec.PROTOCOL_41, codec.PROTOCOL_41 | codec.SESSION_TRACK]
+)
+def test_ok_round_trips(caps: int) -> None:
+    data = replies.ok(caps, 3, status_flags=2)
+    ok = codec.decode_ok(data[4:], caps)
+    assert data[3] == 3 and ok.status_flags == 2 and ok.affected_rows == 0
+
+
+def test_handshake_offers_exactly_the_capabilities() -> None:
+    caps = codec.SUPPORTED_CAPABILITIES
+    data = replies.handshake(
+        connection_id=7,
+        scramble=b"a" * 20,
+        capabilities=caps,
+        server_version="10.11.6-MariaDB",
+        auth_plugin="caching_sha2_password",
+    )
+    greeting = codec.decode_handshake(data[4:])
+    assert isinstance(greeting, m.HandshakeV10)
+    assert greeting.capabilities == caps and greeting.connection_id == 7
+    assert greeting.scramble == b"a" * 20 and not caps & codec.SSL
+
+
+def test_auth_switch_carries_the_nonce() -> None:
+    data = replies.auth_switch("caching_sha2_password", b"b" * 20, 2)
+    switch = codec.decode_auth_reply(data[4:], codec.PROTOCOL_41)
+    assert isinstance(switch, m.AuthSwitchRequest)
+    assert switch.plugin_data == b"b" * 20 + b"\0"

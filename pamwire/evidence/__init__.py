@@ -1,0 +1,2 @@
+"""Compliance evidence: `pamwire evidence export` writes one offline bundle (report,
+CSV and JSON tables, manifest) for an auditor."""

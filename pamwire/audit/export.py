@@ -115,6 +115,9 @@ def run_export(
     return 0
 
 
+# TODO(export-resume): a SIEM that restarts the exporter starts from the beginning;
+# printing the cursor (event and mark row numbers) and accepting it back would let it
+# resume.
 def _export(
     store: AuditStore,
     args: argparse.Namespace,

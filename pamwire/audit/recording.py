@@ -307,6 +307,10 @@ class SessionRecorder:
         statements = self._groups[0].statements
         return statements[0] if statements else None
 
+    # TODO(recording-describe): a client that describes a prepared statement once
+    # and executes it later gets no RowDescription with the rows; remembering
+    # descriptions per statement name needs the session to pass Parse names.
+    # TODO(recording-copy): COPY TO STDOUT data (CopyData) is not recorded or counted.
     def _describe(self, head: _Pending, message: RowDescription) -> None:
         fields = message.fields
         head.columns = tuple(f.name for f in fields)

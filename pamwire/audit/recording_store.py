@@ -16,6 +16,8 @@ import attrs
 
 from pamwire.audit.recording import RecordingChunk
 
+# TODO(recording-chain): recordings are not hash-chained, so `log verify` cannot see
+# an edited result; the session_end event could carry a digest of its recording.
 DDL = (
     """
     CREATE TABLE IF NOT EXISTS recordings (

@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,8 +87,9 @@ def event_name(account: str) -> str:
 
 
 def expiry_literal(expires_at: float) -> str:
-    """`YYYY-MM-DD HH:MM:SS` in UTC; the admin session runs with time_zone +00:00."""
-    moment = datetime.datetime.fromtimestamp(expires_at, tz=datetime.UTC)
+    """`YYYY-MM-DD HH:MM:SS` in UTC, rounded up to the second so that the lock
+    never comes early; the admin session runs with time_zone +00:00."""
+    moment = datetime.datetime.fromtimestamp(math.ceil(expires_at), tz=datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 

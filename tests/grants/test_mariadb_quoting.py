@@ -59,7 +59,8 @@ def test_mariadb_event_name_fits() -> None:
 
 
 def test_mariadb_expiry_literal_is_utc() -> None:
-    assert expiry_literal(1_800_000_000.5) == "2027-01-15 08:00:00"
+    assert expiry_literal(1_800_000_000.0) == "2027-01-15 08:00:00"
+    assert expiry_literal(1_800_000_000.2) == "2027-01-15 08:00:01"  # never early
 
 
 def test_mariadb_default_templates_render() -> None:

@@ -86,6 +86,9 @@ DEFAULT_SERVER_VERSION: Final = "5.5.5-10.11.0-MariaDB-pamwire"
 _VERSION_PROBES: Final = 3
 _VERSION_PROBE_TIMEOUT: Final = 1.0
 
+# Client packets read ahead of the command loop.
+_CLIENT_BUFFER: Final = 8
+
 # Connection ids pamwire presents. They start high so that an upstream id that
 # a client learnt from CONNECTION_ID() is unlikely to name a pamwire session.
 _CONNECTION_IDS = itertools.count(1_000_001)
@@ -182,6 +185,11 @@ class MySqlSession:
         self.busy = False
         self.quit = False
         self.seq = 1
+        # Client packets after login, read by their own task; a few are buffered
+        # so a pipelining client cannot make pamwire hold much.
+        self._client_tx, self._client_rx = trio.open_memory_channel[
+            tuple[bytes, Packet] | ProtocolError | None
+        ](_CLIENT_BUFFER)
         self._scope: trio.CancelScope | None = None
 
     # -- entry point --
@@ -199,7 +207,7 @@ class MySqlSession:
             with trio.CancelScope() as scope:
                 self._scope = scope
                 if self.end_reason is None:
-                    await self._command_loop()
+                    await self._run_commands()
         except SessionEnd:
             pass
         except ServerProtocolError as exc:
@@ -462,6 +470,48 @@ class MySqlSession:
         if self._scope is not None:
             self._scope.cancel()
 
+    async def _run_commands(self) -> None:
+        """Serve commands while a second task reads the client.
+
+        The reader notices a client that leaves in the middle of a reply (the
+        command loop is then waiting on the server) and ends the session, so
+        the statement is stopped upstream instead of running on unattended.
+        """
+        error: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_client)
+            try:
+                await self._command_loop()
+            except Exception as exc:  # raised again below, outside the nursery
+                error = exc
+            nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def _read_client(self) -> None:
+        send = self._client_tx
+        try:
+            while True:
+                got = await self.packets.next()
+                await send.send(got)
+                if got is None:
+                    break
+        except ProtocolError as exc:
+            await send.send(exc)
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await send.send(None)
+        if self.busy and self._scope is not None:
+            log.info("conn %s: client left during a reply", self.conn_no)
+            self._scope.cancel()
+
+    async def _next_client(self) -> tuple[bytes, Packet] | None:
+        """The next client packet after login; None once the client is gone."""
+        item = await self._client_rx.receive()
+        if isinstance(item, ProtocolError):
+            raise item
+        return item
+
     async def _command_loop(self) -> None:
         handlers: dict[int, Callable[[bytes, Packet], Any]] = {
             Command.COM_QUERY: self._on_query,
@@ -482,7 +532,7 @@ class MySqlSession:
             Command.COM_QUIT: self._on_quit,
         }
         while not self.quit:
-            got = await self.packets.next()
+            got = await self._next_client()
             if got is None:
                 return
             block, packet = got
@@ -541,26 +591,26 @@ class MySqlSession:
         tracker = ReplyTracker(command, self.caps)
         tracker.next_sequence_id = self.seq
         out: list[bytes] = []
+        # busy stays set if this is cancelled or fails: the session then ends
+        # and _close stops the statement upstream.
         self.busy = True
-        try:
-            while not tracker.done:
-                got = await upstream.next()
-                if got is None:
-                    await self._server_gone(out)
-                block, packet = got
-                step = tracker.feed_packet(block, packet)
-                if step is Step.LOCAL_INFILE_REQUEST:
-                    if out:
-                        await self.client.send_all(b"".join(out))
-                        out.clear()
-                    await self._local_infile(block, packet, tracker, local_infile)
-                    continue
-                out.append(block[packet.start : packet.end])
-                if not upstream.pending or tracker.done:
+        while not tracker.done:
+            got = await upstream.next()
+            if got is None:
+                await self._server_gone(out)
+            block, packet = got
+            step = tracker.feed_packet(block, packet)
+            if step is Step.LOCAL_INFILE_REQUEST:
+                if out:
                     await self.client.send_all(b"".join(out))
                     out.clear()
-        finally:
-            self.busy = False
+                await self._local_infile(block, packet, tracker, local_infile)
+                continue
+            out.append(block[packet.start : packet.end])
+            if not upstream.pending or tracker.done:
+                await self.client.send_all(b"".join(out))
+                out.clear()
+        self.busy = False
         assert tracker.outcome is not None
         return tracker.outcome
 
@@ -604,7 +654,7 @@ class MySqlSession:
         await self.client.send_all(block[packet.start : packet.end])
         sent = 0
         while True:
-            got = await self.packets.next()
+            got = await self._next_client()
             if got is None:
                 raise SessionEnd
             data_block, data = got

@@ -57,13 +57,14 @@ class PacketStream:
     async def next(self) -> tuple[bytes, Packet] | None:
         """The next packet, or None at end of stream. ProtocolError from the reader."""
         while not self.pending:
+            block, packets = self.reader.read_packets()
+            if packets:
+                self.pending.extend((block, packet) for packet in packets)
+                break
             data = await self.stream.receive_some(_RECEIVE_SIZE)
             if not data:
                 return None
             self.reader.feed(data)
-            block, packets = self.reader.read_packets()
-            for packet in packets:
-                self.pending.append((block, packet))
         return self.pending.popleft()
 
     @property

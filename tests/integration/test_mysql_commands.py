@@ -482,3 +482,21 @@ def test_mysql_eof_framing_follows_the_client(
         assert raw.recv()[0] == 1
     finally:
         raw.close()
+
+
+def test_mysql_client_leaving_mid_query_stops_it(mysql_open_proxy: MysqlProxy) -> None:
+    marker = uuid.uuid4().hex[:10]
+    raw, caps = _logged_in(mysql_open_proxy)
+    query = f"SELECT SLEEP(30) AS `{marker}`"
+    raw.send(codec.encode_payload(m.ComQuery(query), caps), 0)
+    time.sleep(0.5)
+    raw.close()
+    server = mysql_open_proxy.server
+    sql = (
+        "SELECT COUNT(*) FROM information_schema.processlist "
+        f"WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
+    )
+    deadline = time.monotonic() + 10
+    while int(server.sql(sql).strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert int(server.sql(sql).strip()) == 0

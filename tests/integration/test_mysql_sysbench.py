@@ -63,6 +63,8 @@ def test_mysql_sysbench_through_baseline_rules(
 ) -> None:
     out = _sysbench(mysql_proxy, workload, "run", "--time=5", "--threads=2")
     assert "transactions:" in out
-    assert "ignored errors:                      0" in out
+    # sysbench ignores only deadlocks and lock waits (its --mysql-ignore-errors
+    # default), which two writers on one small table may meet; all else is fatal.
+    assert "FATAL" not in out
     transactions = int(out.split("transactions:")[1].split()[0])
     assert transactions > 0

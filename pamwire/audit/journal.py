@@ -111,6 +111,7 @@ class Journal:
         return self._written
 
     def _open_segment(self) -> None:
+        self._torn = False
         self._path = os.fspath(self.path)
         self._next_identity_check = 0.0
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -138,6 +139,9 @@ class Journal:
         AuditWriteError when they could not be written (disk full, journal deleted
         or replaced): the caller must then not forward the statement.
         """
+        if self._torn:
+            self._start_next_segment()
+        written = 0
         try:
             now = time.monotonic()
             if now >= self._next_identity_check:
@@ -147,6 +151,8 @@ class Journal:
             while written < len(data):  # a short write: disk full or a signal
                 written += os.write(self._fd, data[written:])
         except OSError as exc:
+            if written:
+                self._cut_torn_write()
             raise AuditWriteError(
                 f"cannot write audit journal {self.path}: {exc.strerror or exc}"
             ) from None
@@ -160,10 +166,23 @@ class Journal:
         self.size += len(data)
         segment = self.segment
         if self.size >= self.limit:
-            self._kept.append(self.segment)
-            self.segment += 1
-            self._open_segment()
+            self._start_next_segment()
         return segment
+
+    def _start_next_segment(self) -> None:
+        self._kept.append(self.segment)
+        self.segment += 1
+        self._open_segment()
+
+    def _cut_torn_write(self) -> None:
+        """Remove the part of a failed write (disk full), so that no torn line ends
+        up in the middle of the journal once later writes succeed again; if even
+        that fails, the next write starts a new segment."""
+        try:
+            os.ftruncate(self._fd, self.size)
+        except OSError as exc:
+            log.error("cannot cut a torn write from %s: %s", self.path, exc.strerror)
+            self._torn = True
 
     def _sync_loop(self) -> None:
         while True:

@@ -76,7 +76,7 @@ credential.user = "app"
 credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
 
 [audit]
-path = "audit.db"
+path = "{audit_path}"
 
 [users]
 path = "users.db"
@@ -204,6 +204,7 @@ def _start_proxy(
     rules: list[str],
     *,
     extra: str = "",
+    audit_path: str = "audit.db",
 ) -> Proxy:
     env = dict(os.environ)
     env["PAMWIRE_TEST_APP_PASSWORD"] = "app-secret-pw"
@@ -219,6 +220,7 @@ def _start_proxy(
             dead_port=free_port(),
             md5_port=pg_md5.port,
             rules=json.dumps(rules),
+            audit_path=audit_path,
         )
         + extra
     )

@@ -675,7 +675,7 @@ class MySqlSession:
     async def _on_query(self, block: bytes, packet: Packet) -> None:
         message = self._decode(block, packet)
         assert isinstance(message, m.ComQuery)
-        checked = self._check_sql(message.query, "query", multi=True)
+        checked = self._check_sql(message.query, "query")
         if checked.denied is not None:
             await self._deny(checked)
             return
@@ -703,7 +703,7 @@ class MySqlSession:
         if checked.refresh_sql_mode:
             await self._refresh_sql_mode()
 
-    def _check_sql(self, sql: str, operation: str, *, multi: bool) -> _Checked:
+    def _check_sql(self, sql: str, operation: str) -> _Checked:
         """Analyse and decide SQL text; the first denial refuses the whole text."""
         analysis = self._analyze(sql)
         ctx = self._rule_context()
@@ -830,7 +830,7 @@ class MySqlSession:
     async def _on_prepare(self, block: bytes, packet: Packet) -> None:
         message = self._decode(block, packet)
         assert isinstance(message, m.ComStmtPrepare)
-        checked = self._check_sql(message.query, "prepare", multi=False)
+        checked = self._check_sql(message.query, "prepare")
         special = checked.kill or checked.use_database or checked.local_infile
         if checked.denied is None and special:
             checked.denied = (_NOT_PREPARABLE, None)
@@ -870,7 +870,14 @@ class MySqlSession:
             await self._deny_audit_down()
             return
         calls = prepared.facts is not None and prepared.facts.kind == "call"
-        await self._forward(block, packet, events=[event], calls=calls)
+        outcome = await self._forward(block, packet, events=[event], calls=calls)
+        facts = prepared.facts
+        if (
+            outcome.ok
+            and facts is not None
+            and ("sql_mode" in facts.settings or ANY_SETTING in facts.settings)
+        ):
+            await self._refresh_sql_mode()
 
     async def _on_statement_command(self, block: bytes, packet: Packet) -> None:
         """FETCH, RESET and SEND_LONG_DATA: only for statements pamwire prepared."""
@@ -936,7 +943,7 @@ class MySqlSession:
     async def _on_process_kill(self, block: bytes, packet: Packet) -> None:
         message = self._decode(block, packet)
         assert isinstance(message, m.ComProcessKill)
-        checked = self._check_sql(f"KILL {message.connection_id}", "kill", multi=False)
+        checked = self._check_sql(f"KILL {message.connection_id}", "kill")
         if checked.denied is not None:
             await self._deny(checked)
             return

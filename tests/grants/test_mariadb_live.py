@@ -210,7 +210,8 @@ def test_live_mariadb_event_locks_the_account_at_expiry(
 ) -> None:
     """The server's own second lock: no sweep runs, yet the account is locked."""
     service = live()
-    grant = approved(service, duration=2)
+    live.clock.now = time.time()  # the event runs on the server's real clock
+    grant = approved(service, duration=3)
     assert events_like(mariadb, prefix) == [event_name(grant.account)]
     assert locked(mariadb, grant.account) == "N"
     deadline = time.monotonic() + 10
@@ -219,7 +220,7 @@ def test_live_mariadb_event_locks_the_account_at_expiry(
     assert locked(mariadb, grant.account) == "Y"
     assert events_like(mariadb, prefix) == []  # one-shot: gone after it ran
 
-    live.clock.now += 3
+    live.clock.now += 4
     [ended] = service.expire_due()
     assert ended.state is State.EXPIRED
     assert service.show(grant.id).grant.account_state is AccountState.REMOVED

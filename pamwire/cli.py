@@ -110,6 +110,20 @@ def _parser() -> argparse.ArgumentParser:
     add_verify_arguments(p)
     p.set_defaults(func=_cmd_log_verify)
 
+    p = log_sub.add_parser(
+        "export", parents=[common], help="stream events as JSON lines for a SIEM"
+    )
+    from pamwire.audit.export import add_export_arguments
+
+    add_export_arguments(p)
+    p.set_defaults(func=_cmd_log_export)
+
+    from pamwire.audit.replay import add_session_commands
+    from pamwire.evidence.bundle import add_evidence_commands
+
+    add_session_commands(sub, common)
+    add_evidence_commands(sub, common)
+
     rules = sub.add_parser("rules", help="rule files")
     rules_sub = rules.add_subparsers(title="rules commands", metavar="ACTION")
     p = rules_sub.add_parser("check", parents=[common], help="validate rule files")
@@ -258,6 +272,13 @@ def _cmd_log_search(args: argparse.Namespace) -> int:
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
+
+
+def _cmd_log_export(args: argparse.Namespace) -> int:
+    from pamwire.audit.export import run_export
+
+    config = _config(args)
+    return run_export(args, config.resolve(config.audit.path), sys.stdout)
 
 
 def _cmd_log_verify(args: argparse.Namespace) -> int:

@@ -90,6 +90,12 @@ class AuditConfig:
         "wait for the fsync covering a statement's event before forwarding it", False
     )
     checkpoint_every: int = _help("records between hash-chain checkpoints", 1000)
+    record_rows: int = _help(
+        "result rows recorded per statement for session replay (0: none)", 100
+    )
+    record_bytes: int = _help(
+        "bytes of result rows recorded per session for replay", 1 << 20
+    )
     checkpoint_interval: float = _help(
         "longest time, in seconds, from a record to the next checkpoint", 10.0
     )
@@ -279,6 +285,12 @@ def _validate_audit(audit: AuditConfig, fpath: str) -> None:
     ):
         if value <= 0:
             raise ConfigError("must be positive", path=fpath, key=f"audit.{key}")
+    for key, count in (
+        ("record_rows", audit.record_rows),
+        ("record_bytes", audit.record_bytes),
+    ):
+        if count < 0:
+            raise ConfigError("must not be negative", path=fpath, key=f"audit.{key}")
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], fpath: str, key: str) -> None:

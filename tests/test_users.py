@@ -121,29 +121,33 @@ def test_user_store_set_password_missing(store: UserStore) -> None:
         store.set_password("bob", "pw")
 
 
-def test_user_store_set_password_drops_other_verifiers(
+def test_user_store_set_password_replaces_the_mysql_verifiers(
     store: UserStore, path: pathlib.Path
 ) -> None:
     store.add("alice", "old")
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO person_verifier VALUES ('alice', 'mysql_native_password', 'x')"
-        )
+    before = store.verifiers("alice")
 
     store.set_password("alice", "new")
 
+    after = store.verifiers("alice")
+    assert (
+        set(after)
+        == set(before)
+        == {
+            "mysql_native_password",
+            "caching_sha2_password",
+        }
+    )
+    assert all(after[method] != before[method] for method in after)
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM person_verifier").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM person_verifier").fetchone() == (2,)
 
 
 def test_user_store_remove_drops_other_verifiers(
     store: UserStore, path: pathlib.Path
 ) -> None:
     store.add("alice", "pw")
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO person_verifier VALUES ('alice', 'mysql_native_password', 'x')"
-        )
+    assert store.verifiers("alice")
 
     store.remove("alice")
 

@@ -78,6 +78,11 @@ class ExchangeTracker:
         self.transaction_status = b"I"
 
     @property
+    def in_copy(self) -> bool:
+        """True while the server is in copy-in mode (it ignores Sync and Flush)."""
+        return self._copy_in
+
+    @property
     def busy(self) -> bool:
         """True while the server owes the client an answer."""
         return any(s.op is not Op.COPY_END for s in self._slots)

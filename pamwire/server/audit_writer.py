@@ -41,6 +41,7 @@ from pamwire.audit import chain
 from pamwire.audit.chain import Chain, ChainedEvent, Mark
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.journal import Journal
+from pamwire.audit.recording import RecordingChunk
 from pamwire.audit.store import AuditStore, AuditWriteError
 
 log = logging.getLogger("pamwire.audit")
@@ -112,6 +113,7 @@ class AuditWriter:
         self._open = _Batch()
         self._full: deque[_Batch] = deque()
         self._completions: list[Completion] = []
+        self._recordings: list[RecordingChunk] = []
         self._marks: list[Mark] = []
         self._since_checkpoint = 0
         self._first_since_checkpoint = 0.0
@@ -204,6 +206,15 @@ class AuditWriter:
                 self._enqueue(event)
             return
         self._enqueue(event)
+
+    def record(self, chunks: Sequence[RecordingChunk]) -> None:
+        """Queue session recording chunks for the store (replay); never blocks.
+
+        Recordings do not go through the journal: a crash loses the chunks still
+        queued, and a store failure is logged, not passed to the statement.
+        """
+        if chunks and not self._finished.is_set():
+            self._recordings.extend(chunks)
 
     def complete(self, completion: Completion) -> None:
         """Queue a completion for the next commit; dropped with a warning if closed."""
@@ -422,6 +433,16 @@ class AuditWriter:
             if not committed:
                 self._uncommitted(batch, state, counted, ready)
             batch.done.set()
+        if committed and self._recordings:
+            await self._store_recordings()
+
+    async def _store_recordings(self) -> None:
+        chunks, self._recordings = self._recordings, []
+        try:
+            await trio.to_thread.run_sync(self._store.append_recording, chunks)
+        except Exception:
+            # Replay loses these results; the statements themselves are in the trail.
+            log.exception("session recording of %d results not stored", len(chunks))
 
     def _chain_batch(
         self, batch: _Batch, completions: list[Completion], ready: list[Mark]

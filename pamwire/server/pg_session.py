@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from pamwire.audit.events import AuditEvent, Completion
+from pamwire.audit.recording import SessionRecorder
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
@@ -139,6 +140,7 @@ class PgSession:
         self.upstream_user: str | None = None
         self.login: SessionLogin | None = None
         self.end_reason: str | None = None
+        self.recorder: SessionRecorder | None = None
         self._relay_scope: trio.CancelScope | None = None
         self.tracker = ExchangeTracker()
         # Prepared statements by name, whether made by Parse or by SQL PREPARE:
@@ -419,6 +421,12 @@ class PgSession:
         self.settings = dict(upstream.parameters)
         self.ctx.cancels.register(self.key, self)
         self.ctx.sessions.add(self)
+        audit = self.ctx.config.audit
+        self.recorder = SessionRecorder(
+            self.id,
+            max_rows_per_statement=audit.record_rows,
+            max_bytes_per_session=audit.record_bytes,
+        )
         await self._audit_write(self._event("session_start"))
         out = bytearray(replies.auth_ok())
         for raw in upstream.startup_messages:
@@ -536,6 +544,8 @@ class PgSession:
             elif t == _E:
                 replacement = await self._on_execute(block, frame)
             elif t == _S:
+                if self.recorder is not None and not self.tracker.in_copy:
+                    self.recorder.sync()
                 self.tracker.sent(Op.SYNC)
             elif t == _D:
                 self.tracker.sent(Op.DESCRIBE)
@@ -552,6 +562,7 @@ class PgSession:
                     "function_call",
                 )
                 self.tracker.sent(Op.FUNCTION_CALL)
+                self._record([])
             elif t in (_COPY_DONE, _COPY_FAIL):
                 self.tracker.sent(Op.COPY_END)
             elif t == _X:
@@ -595,6 +606,7 @@ class PgSession:
         if denied is not None:
             # The whole message is refused: nothing of it runs.
             await self._write_events(events)
+            self._record([e for e in events if e.verdict == "deny"][:1])
             for event in events:
                 self.ctx.audit.complete(
                     Completion(event.event_id, 0.0, "skipped", None, None)
@@ -605,7 +617,9 @@ class PgSession:
             return self._poison_query(decision, kind)
         if not await self._write_events(events):
             self.tracker.sent(Op.QUERY)
+            self._record([])
             return self._poison_query(_AUDIT_DOWN, None)
+        self._record(events)
         for facts, event in zip(analysis.statements, events, strict=False):
             self._track_sql_prepare(facts, event)
             self._follow_settings(facts)
@@ -628,6 +642,7 @@ class PgSession:
         if decision.verdict == "deny":
             event = self._statement_event(message.query, facts, decision, "parse")
             await self._write_events([event])
+            self._record([event], sync=False)
             self.statements.pop(message.name, None)
             return self._poison_parse(message, decision, facts.kind if facts else None)
         self.statements[message.name] = _Prepared(
@@ -657,6 +672,7 @@ class PgSession:
             )
             if prepared.decision.verdict == "deny":
                 await self._write_events([event])
+                self._record([event], sync=False)
                 self.tracker.sent(Op.PARSE)
                 kind = prepared.facts.kind if prepared.facts else None
                 return self._poison_step(prepared.decision, kind)
@@ -665,6 +681,7 @@ class PgSession:
             return self._poison_step(_AUDIT_DOWN, None)
         if prepared is not None and prepared.facts is not None:
             self._follow_settings(prepared.facts)
+        self._record([event], sync=False)
         self.tracker.sent(Op.EXECUTE, [event.event_id])
         return None
 
@@ -870,10 +887,14 @@ class PgSession:
                     outcome.rows,
                 )
             )
-        if pieces is None:
-            return block
-        pieces.append(block[done:])
-        return b"".join(pieces)
+        out = block
+        if pieces is not None:
+            pieces.append(block[done:])
+            out = b"".join(pieces)
+        if self.recorder is not None:
+            self.recorder.server_block(out, frames if out is block else None)
+            self.ctx.audit.record(self.recorder.drain())
+        return out
 
     def _match_poison(self, error: ErrorResponse) -> bytes | None:
         if error.code != "42601":
@@ -936,6 +957,16 @@ class PgSession:
             return False
         return True
 
+    def _record(self, events: list[AuditEvent], *, sync: bool = True) -> None:
+        """Tell the session recorder which statements were forwarded, in order."""
+        recorder = self.recorder
+        if recorder is None:
+            return
+        for event in events:
+            recorder.statement(event.event_id, event.statement or "", event.time)
+        if sync:
+            recorder.sync()
+
     async def _audit_write(self, event: AuditEvent) -> None:
         try:
             await self.ctx.audit.write(event)
@@ -995,6 +1026,8 @@ class PgSession:
                     ):
                         await self.upstream.stream.send_all(encode(Terminate()))
                 await trio.aclose_forcefully(self.upstream.stream)
+                if self.recorder is not None:
+                    self.ctx.audit.record(self.recorder.close())
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)

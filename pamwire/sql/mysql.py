@@ -584,8 +584,14 @@ def _set_item(facts: _Facts, item: list[Token]) -> None:
     if equals < 1:
         raise _Refused("cannot read SET item")
     target, value_tokens = item[:equals], item[equals + 1 :]
-    facts.expression(value_tokens)
-    value = _constant(value_tokens)
+    bare_word = len(value_tokens) == 1 and value_tokens[0].value.isidentifier()
+    if bare_word:
+        # `SET autocommit = ON`: the server reads a bare word as the value's name
+        # (ON, OFF, a collation, ...), not as an expression to evaluate.
+        value = value_tokens[0].value
+    else:
+        facts.expression(value_tokens)
+        value = _constant(value_tokens)
     if value_tokens and len(value_tokens) == 1 and value_tokens[0].upper == "DEFAULT":
         value = None
     elif value is None:

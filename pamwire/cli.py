@@ -69,7 +69,19 @@ def _parser() -> argparse.ArgumentParser:
         "(default: ./pamwire-demo)",
     )
     p.add_argument(
-        "--port", type=int, default=6432, help="pamwire's port (default 6432)"
+        "--port",
+        type=int,
+        default=6432,
+        help="pamwire's PostgreSQL port (default 6432)",
+    )
+    p.add_argument(
+        "--mysql-port",
+        type=int,
+        default=3307,
+        help="pamwire's MySQL port (default 3307)",
+    )
+    p.add_argument(
+        "--no-mariadb", action="store_true", help="PostgreSQL only: start no MariaDB"
     )
     p.set_defaults(func=_cmd_demo)
 
@@ -205,7 +217,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pamwire.demo import run_demo
 
-    return run_demo(args.dir, port=args.port)
+    return run_demo(
+        args.dir,
+        port=args.port,
+        mysql_port=args.mysql_port,
+        mariadb=not args.no_mariadb,
+    )
 
 
 def _users(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -40,7 +40,11 @@ class Listener:
 
     protocol: str = _help("wire protocol spoken on this listener: postgres or mysql")
     host: str = _help("address to bind", "127.0.0.1")
-    port: int = _help("TCP port to bind; 0 picks a free port", 6432)
+    port: int | None = _help(
+        "TCP port to bind; 0 picks a free port (default 6432 for postgres, "
+        "3307 for mysql)",
+        None,
+    )
     max_message_size: int = _help(
         "largest protocol message accepted from a logged-in client, in bytes",
         256 << 20,
@@ -76,6 +80,16 @@ class Target:
     role: str | None = _help(
         "grant role the rules see for sessions on this target (read-only, ...)", None
     )
+    alias: str | None = _help(
+        "the name clients use for this target, if not the table's name "
+        "(lets a postgres and a mysql target share one name)",
+        None,
+    )
+
+    @property
+    def client_name(self) -> str:
+        """The database name a client asks for to reach this target."""
+        return self.alias or self.name
 
 
 @attrs.frozen
@@ -130,6 +144,13 @@ class Config:
     rules: RulesConfig
     # The [grants] table and each target's grants table (pamwire/grants/config.py).
     grants: GrantsConfig | None = None
+
+    def target_for(self, protocol: str, name: str) -> Target | None:
+        """The target of this protocol that clients reach with this database name."""
+        for target in self.targets.values():
+            if target.protocol == protocol and target.client_name == name:
+                return target
+        return None
 
     def resolve(self, value: str) -> Path:
         """A path from the file, taken relative to the file's own folder."""
@@ -207,7 +228,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             "must be an array of tables ([[listener]])", path=fpath, key="listener"
         )
     listeners = tuple(
-        _build(Listener, item, f"listener[{i}]", fpath)
+        _with_default_port(_build(Listener, item, f"listener[{i}]", fpath))
         for i, item in enumerate(listeners_raw)
     )
 
@@ -235,12 +256,22 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     return config
 
 
+DEFAULT_PORTS = {"postgres": 6432, "mysql": 3307}
+
+
+def _with_default_port(listener: Listener) -> Listener:
+    if listener.port is not None:
+        return listener
+    return attrs.evolve(listener, port=DEFAULT_PORTS.get(listener.protocol, 0))
+
+
 def _validate(config: Config, fpath: str) -> None:
     _validate_audit(config.audit, fpath)
     seen: set[tuple[str, int]] = set()
     for i, listener in enumerate(config.listeners):
         key = f"listener[{i}]"
         _check_choice(listener.protocol, PROTOCOLS, fpath, f"{key}.protocol")
+        assert listener.port is not None
         _check_port(listener.port, fpath, f"{key}.port", allow_zero=True)
         if listener.login_timeout <= 0 or listener.max_clients < 1:
             raise ConfigError(
@@ -257,8 +288,17 @@ def _validate(config: Config, fpath: str) -> None:
                 f"{listener.host}:{listener.port} is used twice", path=fpath, key=key
             )
         seen.add((listener.host, listener.port))
+    reachable: dict[tuple[str, str], str] = {}
     for name, target in config.targets.items():
         key = f"target.{name}"
+        other = reachable.setdefault((target.protocol, target.client_name), name)
+        if other != name:
+            raise ConfigError(
+                f"{target.protocol} clients would reach both target.{other} and "
+                f"this one as {target.client_name!r}",
+                path=fpath,
+                key=key,
+            )
         _check_choice(target.protocol, PROTOCOLS, fpath, f"{key}.protocol")
         _check_port(target.port, fpath, f"{key}.port", allow_zero=False)
         cred = target.credential

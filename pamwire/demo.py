@@ -1,13 +1,15 @@
-"""`pamwire demo`: a throwaway PostgreSQL behind pamwire, ready to try in a minute.
+"""`pamwire demo`: throwaway databases behind pamwire, ready to try in a minute.
 
-It starts a disposable cluster with a sample schema, writes a configuration into the
-demo folder, creates the persons `demo` and `approver`, has the approver approve a
-grant for `demo` (so her sessions log in as a freshly minted account), serves until
-Ctrl+C, then stops everything.
+It starts a disposable PostgreSQL and a disposable MariaDB with the same sample
+schema, writes a configuration (target `demo` on both listeners) into the demo
+folder, creates the persons `demo` and `approver`, has the approver approve grants
+for `demo` (so her sessions log in as freshly minted accounts), serves until Ctrl+C,
+then stops everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from pamwire.config import Config, load_config
 from pamwire.grants.service import GrantService
+from pamwire.mariadbcluster import MariaDBServer, ensure_mariadb_installed
 from pamwire.pgcluster import (
     PostgresCluster,
     demo_schema_path,
@@ -74,22 +77,52 @@ path = "users.db"
 files = ["pack:baseline"]
 """
 
+_MARIADB_CONFIG = """
+[[listener]]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {port}
+
+[target.demo-mariadb]
+protocol = "mysql"
+alias = "demo"
+host = "127.0.0.1"
+port = {db_port}
+database = "demo"
+credential.user = "{account}"
+credential.password_file = "secrets/demo-db.password"
+
+[target.demo-mariadb.grants]
+roles = {{ "read-only" = "demo_ro", "read-write" = "demo_rw" }}
+approvers = ["{approver}"]
+max_duration = "8h"
+default_duration = "8h"
+reason_required = true
+admin.user = "root"
+admin.password_file = "secrets/admin.password"
+"""
+
+_MARIADB_WELCOME = """
+  The same with MariaDB (password: demo):
+    mariadb -h 127.0.0.1 -P {port} -u demo -pdemo demo
+"""
+
 _WELCOME = """
 pamwire demo is running.
 
   Connect (password: {password}):
     psql "host=127.0.0.1 port={port} dbname={target} user={person}"
 
-  Your session logs in upstream as an account minted for grant {grant_id}
-  (approved by "{approver}"); nobody holds its password.
+  Your sessions log in upstream as accounts minted for grants {grant_id}
+  (approved by "{approver}"); nobody holds their passwords.
 
   Things to try:
     SELECT current_user;                                          -- the minted account
     SELECT name, country FROM customers ORDER BY id LIMIT 5;     -- a read
     UPDATE orders SET status = 'shipped' WHERE id = 1;            -- a scoped write
     DELETE FROM customers;                                        -- refused by a rule
-
-  See the grant, and the audit trail:
+{mariadb}
+  See the grants, and the audit trail:
     {pamwire} grant list --config {config}
     {pamwire} log search --config {config}
     {pamwire} log search --config {config} --verdict deny --format json
@@ -98,65 +131,47 @@ Press Ctrl+C to stop (the demo database is thrown away).
 """
 
 
-def run_demo(folder: Path, *, port: int = 6432) -> int:
+def run_demo(
+    folder: Path, *, port: int = 6432, mysql_port: int = 3307, mariadb: bool = True
+) -> int:
     """Set up, serve until interrupted, tear down. Returns the exit code."""
     ensure_postgres_installed()
+    if mariadb:
+        ensure_mariadb_installed()
     folder = folder.resolve()
     (folder / "secrets").mkdir(parents=True, exist_ok=True)
     os.chmod(folder / "secrets", 0o700)
-
-    # Grants of an earlier demo name accounts of a database that is gone.
+    # Grants of an earlier demo name accounts of databases that are gone.
     for stale in folder.glob("grants.db*"):
         stale.unlink()
+    db_password = _secret(folder, "demo-db.password")
+    admin_password = _secret(folder, "admin.password")
 
-    db_password = secrets.token_urlsafe(24)
-    secret_file = folder / "secrets" / "demo-db.password"
-    secret_file.touch(mode=0o600)
-    secret_file.write_text(db_password + "\n", encoding="utf-8")
-
-    cluster_dir = Path(tempfile.mkdtemp(prefix="pamwire-demo-pg-"))
-    pg_port = free_port()
-    admin_password = secrets.token_urlsafe(24)
-    admin_file = folder / "secrets" / "admin.password"
-    admin_file.touch(mode=0o600)
-    admin_file.write_text(admin_password + "\n", encoding="utf-8")
-    cluster = PostgresCluster(
-        cluster_dir, port=pg_port, superuser_password=admin_password
-    )
-    try:
-        print(f"starting a throwaway PostgreSQL on 127.0.0.1:{pg_port} ...", flush=True)
-        cluster.init()
-        cluster.start()
-        cluster.create_role(DB_ACCOUNT, db_password)
-        cluster.create_database("demo", owner=DB_ACCOUNT)
-        cluster.run_sql_file(demo_schema_path(), database="demo")
-        cluster.psql(
-            f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {DB_ACCOUNT}; "
-            f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {DB_ACCOUNT}; "
-            # The database roles grants inherit: minted accounts join one of them.
-            "CREATE ROLE demo_ro NOLOGIN; CREATE ROLE demo_rw NOLOGIN; "
-            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_ro, demo_rw; "
-            "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO demo_rw; "
-            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO demo_rw;",
-            database="demo",
+    with contextlib.ExitStack() as stack:
+        pg_port = _start_postgres(stack, admin_password, db_password)
+        maria_port = (
+            _start_mariadb(stack, admin_password, db_password) if mariadb else 0
         )
-
         config_path = folder / "pamwire.toml"
-        config_path.write_text(
-            _CONFIG.format(
-                port=port, pg_port=pg_port, account=DB_ACCOUNT, approver=APPROVER
-            ),
-            encoding="utf-8",
+        text = _CONFIG.format(
+            port=port, pg_port=pg_port, account=DB_ACCOUNT, approver=APPROVER
         )
+        if mariadb:
+            text += _MARIADB_CONFIG.format(
+                port=mysql_port,
+                db_port=maria_port,
+                account=DB_ACCOUNT,
+                approver=APPROVER,
+            )
+        config_path.write_text(text, encoding="utf-8")
         config = load_config(config_path)
         users = UserStore(config.resolve(config.users.path))
         try:
-            for person in (DEMO_PERSON, APPROVER):
-                password = DEMO_PASSWORD if person == DEMO_PERSON else None
-                _ensure_person(users, person, password or secrets.token_urlsafe(16))
+            _ensure_person(users, DEMO_PERSON, DEMO_PASSWORD)
+            _ensure_person(users, APPROVER, secrets.token_urlsafe(16))
         finally:
             users.close()
-        grant_id = _approved_grant(config)
+        grants = [_approved_grant(config, name) for name in config.targets]
 
         welcome = _WELCOME.format(
             password=DEMO_PASSWORD,
@@ -165,8 +180,9 @@ def run_demo(folder: Path, *, port: int = 6432) -> int:
             person=DEMO_PERSON,
             config=_shown(config_path),
             pamwire=_pamwire_command(),
-            grant_id=grant_id,
+            grant_id=", ".join(str(g) for g in grants),
             approver=APPROVER,
+            mariadb=_MARIADB_WELCOME.format(port=mysql_port) if mariadb else "",
         )
         from pamwire.server.app import run
 
@@ -176,11 +192,76 @@ def run_demo(folder: Path, *, port: int = 6432) -> int:
             run(config, on_ready=lambda _: print(welcome, flush=True))
         except KeyboardInterrupt:
             print("\nstopping ...", flush=True)
-    finally:
-        cluster.stop()
-        shutil.rmtree(cluster_dir, ignore_errors=True)
     print("demo stopped; the audit trail stays in", _shown(folder / "audit.db"))
     return 0
+
+
+def _secret(folder: Path, name: str) -> str:
+    """A new random secret in the demo's secrets folder (mode 0600)."""
+    value = secrets.token_urlsafe(24)
+    path = folder / "secrets" / name
+    path.touch(mode=0o600)
+    path.write_text(value + "\n", encoding="utf-8")
+    return value
+
+
+def _start_postgres(
+    stack: contextlib.ExitStack, admin_password: str, db_password: str
+) -> int:
+    """A throwaway PostgreSQL with the sample schema; stopped when the stack ends."""
+    cluster_dir = Path(tempfile.mkdtemp(prefix="pamwire-demo-pg-"))
+    stack.callback(shutil.rmtree, cluster_dir, ignore_errors=True)
+    cluster = PostgresCluster(
+        cluster_dir, port=free_port(), superuser_password=admin_password
+    )
+    stack.callback(cluster.stop)
+    print(
+        f"starting a throwaway PostgreSQL on 127.0.0.1:{cluster.port} ...", flush=True
+    )
+    cluster.init()
+    cluster.start()
+    cluster.create_role(DB_ACCOUNT, db_password)
+    cluster.create_database("demo", owner=DB_ACCOUNT)
+    cluster.run_sql_file(demo_schema_path(), database="demo")
+    cluster.psql(
+        f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {DB_ACCOUNT}; "
+        f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {DB_ACCOUNT}; "
+        # The database roles grants inherit: minted accounts join one of them.
+        "CREATE ROLE demo_ro NOLOGIN; CREATE ROLE demo_rw NOLOGIN; "
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_ro, demo_rw; "
+        "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO demo_rw; "
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO demo_rw;",
+        database="demo",
+    )
+    return cluster.port
+
+
+def _start_mariadb(
+    stack: contextlib.ExitStack, admin_password: str, db_password: str
+) -> int:
+    """A throwaway MariaDB with the same sample schema; stopped when the stack ends."""
+    base_dir = Path(tempfile.mkdtemp(prefix="pamwire-demo-mariadb-"))
+    stack.callback(shutil.rmtree, base_dir, ignore_errors=True)
+    server = MariaDBServer(base_dir, port=free_port(), root_password=admin_password)
+    stack.callback(server.stop)
+    print(f"starting a throwaway MariaDB on 127.0.0.1:{server.port} ...", flush=True)
+    server.init()
+    server.start()
+    server.create_database("demo")
+    server.run_sql_file(demo_mysql_schema_path(), database="demo")
+    server.create_user(DB_ACCOUNT, db_password)
+    server.sql(
+        f"GRANT ALL ON demo.* TO {DB_ACCOUNT}@'127.0.0.1'; "
+        "CREATE ROLE demo_ro; CREATE ROLE demo_rw; "
+        "GRANT SELECT ON demo.* TO demo_ro; "
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON demo.* TO demo_rw;"
+    )
+    return server.port
+
+
+def demo_mysql_schema_path() -> Path:
+    """The MariaDB/MySQL version of the sample schema, shipped as package data."""
+    return demo_schema_path().with_name("demo-schema-mysql.sql")
 
 
 def _ensure_person(users: UserStore, name: str, password: str) -> None:
@@ -190,13 +271,13 @@ def _ensure_person(users: UserStore, name: str, password: str) -> None:
         users.set_password(name, password)
 
 
-def _approved_grant(config: Config) -> int:
+def _approved_grant(config: Config, target: str) -> int:
     """Request a grant for the demo person and have the approver approve it."""
     assert config.grants is not None
     service = GrantService(config, config.grants)
     try:
         grant = service.request(
-            DEMO_PERSON, DEMO_TARGET, "read-write", None, "trying pamwire's demo"
+            DEMO_PERSON, target, "read-write", None, "trying pamwire's demo"
         )
         service.approve(grant.id, APPROVER)
         return grant.id

@@ -124,3 +124,28 @@ def test_config_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_config_invalid_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(_write(tmp_path, "[[listener]\n"))
+
+
+def test_config_listener_default_port_depends_on_protocol(tmp_path: Path) -> None:
+    text = '[[listener]]\nprotocol = "postgres"\n\n[[listener]]\nprotocol = "mysql"\n'
+    config = load_config(_write(tmp_path, text))
+    assert [listener.port for listener in config.listeners] == [6432, 3307]
+
+
+def test_config_alias_lets_two_protocols_share_a_target_name(tmp_path: Path) -> None:
+    mysql = GOOD.replace("[target.orders]", "[target.orders-my]").replace(
+        'protocol = "postgres"\nhost', 'protocol = "mysql"\nalias = "orders"\nhost'
+    )
+    text = GOOD + mysql[mysql.index("[target.orders-my]") :]
+    config = load_config(_write(tmp_path, text))
+    assert config.target_for("postgres", "orders") is config.targets["orders"]
+    assert config.target_for("mysql", "orders") is config.targets["orders-my"]
+    assert config.target_for("mysql", "orders-my") is None
+
+
+def test_config_two_targets_reached_by_one_name_is_an_error(tmp_path: Path) -> None:
+    twin = GOOD[GOOD.index("[target.orders]") :].replace(
+        "[target.orders]", '[target.orders2]\nalias = "orders"'
+    )
+    with pytest.raises(ConfigError, match="would reach both target.orders"):
+        load_config(_write(tmp_path, GOOD + twin))

@@ -141,7 +141,9 @@ async def _start_listeners(
         if handler is None:
             continue
         try:
-            listeners = await trio.open_tcp_listeners(listener.port, host=listener.host)
+            listeners = await trio.open_tcp_listeners(
+                listener.port or 0, host=listener.host
+            )
         except OSError as exc:
             raise PamwireError(
                 f"cannot listen on {listener.host}:{listener.port}: "

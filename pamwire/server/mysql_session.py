@@ -349,7 +349,7 @@ class MySqlSession:
     ) -> None:
         assert self.user is not None
         name = response.database or self.user
-        target = self.ctx.config.targets.get(name)
+        target = self.ctx.config.target_for("mysql", name)
         if target is None or target.protocol != "mysql":
             self._audit_nowait("login_failed", detail=f"unknown target {name!r}")
             await self._send_quietly(replies.unknown_target(name, seq, self.caps))

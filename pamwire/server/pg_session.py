@@ -299,7 +299,7 @@ class PgSession:
             await self._fatal(replies.INVALID_AUTHORIZATION, f"pamwire: {exc}")
 
         database = params.get("database") or person
-        target = self.ctx.config.targets.get(database)
+        target = self.ctx.config.target_for("postgres", database)
         if target is None or target.protocol != "postgres":
             self._audit_nowait("login_failed", detail=f"unknown target {database!r}")
             await self._fatal(

@@ -585,6 +585,7 @@ def _set_item(facts: _Facts, item: list[Token]) -> None:
         raise _Refused("cannot read SET item")
     target, value_tokens = item[:equals], item[equals + 1 :]
     bare_word = len(value_tokens) == 1 and value_tokens[0].value.isidentifier()
+    value: str | None
     if bare_word:
         # `SET autocommit = ON`: the server reads a bare word as the value's name
         # (ON, OFF, a collation, ...), not as an expression to evaluate.

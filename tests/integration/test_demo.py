@@ -27,9 +27,18 @@ def _psql(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_runs_the_main_job_and_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
+    port, mysql_port = free_port(), free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "pamwire", "demo", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "pamwire",
+            "demo",
+            "--port",
+            str(port),
+            "--mysql-port",
+            str(mysql_port),
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -58,6 +67,48 @@ def test_demo_runs_the_main_job_and_stops_cleanly(tmp_path: Path) -> None:
         assert "UPDATE 1" in scoped.stdout
         refused = _psql(port, "-v", "VERBOSITY=verbose", "-c", "DELETE FROM customers;")
         assert refused.returncode != 0 and "42501" in refused.stderr
+
+        # The same target through the MySQL listener, with the mariadb CLI.
+        mariadb = subprocess.run(
+            [
+                "mariadb",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                str(mysql_port),
+                "-u",
+                "demo",
+                "-pdemo",
+                "demo",
+                "-N",
+                "-e",
+                "SELECT CURRENT_USER(); SELECT count(*) FROM customers",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert mariadb.returncode == 0, mariadb.stderr
+        assert mariadb.stdout.startswith("pamwire_demo_")
+        refused_my = subprocess.run(
+            [
+                "mariadb",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                str(mysql_port),
+                "-u",
+                "demo",
+                "-pdemo",
+                "demo",
+                "-e",
+                "DELETE FROM customers",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused_my.returncode != 0 and "no-unscoped-delete" in refused_my.stderr
 
         config = tmp_path / "pamwire-demo" / "pamwire.toml"
         search = subprocess.run(

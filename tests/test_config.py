@@ -147,5 +147,5 @@ def test_config_two_targets_reached_by_one_name_is_an_error(tmp_path: Path) -> N
     twin = GOOD[GOOD.index("[target.orders]") :].replace(
         "[target.orders]", '[target.orders2]\nalias = "orders"'
     )
-    with pytest.raises(ConfigError, match="would reach both target.orders"):
+    with pytest.raises(ConfigError, match=r"would reach both target\.orders"):
         load_config(_write(tmp_path, GOOD + twin))

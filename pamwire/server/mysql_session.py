@@ -22,7 +22,6 @@ upstream connection and no other.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import logging
 import re
@@ -49,10 +48,18 @@ from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Capability, Command, ServerStatus
 from pamwire.mysql.packets import Packet, PacketReader, frame, payload
 from pamwire.mysql.results import Outcome, ReplyTracker, Step
+from pamwire.mysql.statements import (
+    leading_words,
+    parse_kill,
+    parse_server_version,
+    redact_mysql,
+    unquote,
+)
 from pamwire.rules.engine import Decision, RuleContext, strongest
 from pamwire.server import mysql_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
+from pamwire.sql import mysql as mysql_sql
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 
 log = logging.getLogger("pamwire.mysql.session")
@@ -791,7 +798,7 @@ class MySqlSession:
         assert self.target is not None
         named = dict(facts.assignments).get("database")
         if named is None and len(words) == 2:
-            named = _unquote(words[1])
+            named = unquote(words[1])
         if named is None or named == "?":
             return _USE_FORM
         if named not in (self.target.database, self.target.name):
@@ -1074,9 +1081,6 @@ class MySqlSession:
             return Analysis((), error="the session's sql_mode is unknown")
         if "ORACLE" in self.sql_mode:
             return Analysis((), error="sql_mode ORACLE is not supported")
-        analyze = _analyzer()
-        if analyze is None:
-            return Analysis((), error="mysql statement analysis is not available")
         ansi_quotes = bool(self.sql_mode & _ANSI_QUOTES_MODES) or bool(
             self.status & _ANSI_QUOTES_FLAG
         )
@@ -1084,7 +1088,7 @@ class MySqlSession:
             "NO_BACKSLASH_ESCAPES" in self.sql_mode
         )
         try:
-            result: Analysis = analyze(
+            result: Analysis = mysql_sql.analyze(
                 sql,
                 flavor=self.flavor,
                 server_version=self.server_version,
@@ -1304,128 +1308,6 @@ _NOT_PREPARABLE = Decision(
     "KILL, USE and LOAD DATA LOCAL INFILE cannot be prepared through pamwire",
 )
 
-_analyzer_cache: list[Callable[..., Analysis] | None] = []
-
-
-def _analyzer() -> Callable[..., Analysis] | None:
-    """pamwire.sql.mysql.analyze, or None while that module does not exist."""
-    if not _analyzer_cache:
-        try:
-            module = importlib.import_module("pamwire.sql.mysql")
-        except ImportError:
-            log.error("pamwire.sql.mysql is missing: every mysql statement is refused")
-            return None
-        _analyzer_cache.append(getattr(module, "analyze", None))
-    return _analyzer_cache[0]
-
-
-def parse_server_version(version: str) -> tuple[str, tuple[int, int, int]]:
-    """("mariadb" or "mysql", (major, minor, patch)) from a handshake's version.
-
-    MariaDB servers may prefix "5.5.5-" for old replication clients.
-    """
-    flavor = "mariadb" if "mariadb" in version.lower() else "mysql"
-    if version.startswith("5.5.5-"):
-        version = version[len("5.5.5-") :]
-    found = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
-    if found is None:
-        return flavor, (10, 11, 0) if flavor == "mariadb" else (8, 0, 0)
-    major, minor, patch = (int(g) for g in found.groups())
-    return flavor, (major, minor, patch)
-
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\d+|`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'")
-
-
-def leading_words(text: str, limit: int) -> list[str]:
-    """The first words of a statement, skipping comments and white space.
-
-    Executable comments (/*! ... */, /*M! ... */) count as text, as the server
-    runs them. Used only to recognise KILL, USE and LOAD ... LOCAL, which
-    pamwire itself must act on.
-    """
-    words: list[str] = []
-    i, size = 0, len(text)
-    while i < size and len(words) < limit:
-        if text.startswith("/*", i):
-            if text.startswith(("/*!", "/*M!"), i):
-                i += 3 if text[i + 2] == "!" else 4
-                while i < size and text[i].isdigit():
-                    i += 1
-                continue
-            end = text.find("*/", i + 2)
-            i = size if end < 0 else end + 2
-            continue
-        if text.startswith("*/", i):
-            i += 2
-            continue
-        char = text[i]
-        if char == "#" or (
-            text.startswith("--", i)
-            and text[i + 2 : i + 3] in ("", " ", "\t", "\n", "\r")
-        ):
-            end = text.find("\n", i)
-            i = size if end < 0 else end + 1
-            continue
-        if char.isspace() or char in "(;":
-            i += 1
-            continue
-        found = _WORD.match(text, i)
-        if found is None:
-            words.append(char)
-            i += 1
-        else:
-            words.append(found.group())
-            i = found.end()
-    return words
-
-
-def parse_kill(words: list[str]) -> tuple[int, bool] | None:
-    """(connection id, query only) of `KILL [HARD|SOFT] [CONNECTION|QUERY] n`.
-
-    None for any other form (KILL USER, KILL QUERY ID, an expression).
-    """
-    rest = [w.upper() for w in words[1:]]
-    if rest[:1] in (["HARD"], ["SOFT"]):
-        rest = rest[1:]
-    query = False
-    if rest[:1] == ["QUERY"]:
-        query, rest = True, rest[1:]
-    elif rest[:1] == ["CONNECTION"]:
-        rest = rest[1:]
-    if len(rest) != 1 or not rest[0].isdigit():
-        return None
-    number = int(rest[0])
-    return (number, query) if number < 1 << 64 else None
-
-
-def _unquote(word: str) -> str | None:
-    if word.startswith("`"):
-        return word[1:-1].replace("``", "`")
-    if word[:1].isalpha() or word[:1] == "_":
-        return word
-    return None
-
-
-_SECRET_WORD = re.compile(r"\b(identified|password)\b", re.IGNORECASE)
-
-
-def redact_mysql(text: str) -> str:
-    """Statement text for the audit trail, cut after IDENTIFIED or PASSWORD.
-
-    MySQL puts passwords after those words (CREATE USER ... IDENTIFIED BY,
-    SET PASSWORD = PASSWORD(...), MASTER_PASSWORD=...); the rest of such a
-    statement is dropped. Bytes that are not UTF-8 are replaced.
-    """
-    found = _SECRET_WORD.search(text)
-    if found is not None:
-        text = text[: found.end()] + " <redacted>"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text
-
 
 def _modes(value: str) -> frozenset[str]:
     return frozenset(p.strip().upper() for p in value.split(",") if p.strip())
@@ -1453,11 +1335,4 @@ def _peer(stream: trio.SocketStream) -> str:
     return f"{host}:{port}"
 
 
-__all__ = [
-    "ADVERTISED_CAPABILITIES",
-    "MySqlSession",
-    "leading_words",
-    "parse_kill",
-    "parse_server_version",
-    "redact_mysql",
-]
+__all__ = ["ADVERTISED_CAPABILITIES", "MySqlSession"]

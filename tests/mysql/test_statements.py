@@ -1,4 +1,4 @@
-"""The MySQL session's pure helpers and pamwire's own packets, without servers."""
+"""Statement-text helpers of the MySQL session and pamwire's own packets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from pamwire.mysql import codec, replies
 from pamwire.mysql import messages as m
-from pamwire.server.mysql_session import (
+from pamwire.mysql.statements import (
     leading_words,
     parse_kill,
     parse_server_version,

@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
+
 from pamwire.audit import chain, recording_store
 from pamwire.audit.chain import EVENT_FIELDS, ChainedEvent, Mark
 from pamwire.audit.events import SCHEMA_VERSION, AuditEvent, AuditRecord, Completion
@@ -223,6 +225,33 @@ def _event_rows(
         completion = done.pop(item.event.event_id, None)
         row += _NO_COMPLETION if completion is None else _completion_values(completion)
         yield row
+
+
+@attrs.frozen
+class UnreadableRow:
+    """A stored event or mark whose columns no longer decode (a hand edit)."""
+
+    writer: str
+    seq: int
+    hash: str
+    label: str
+    error: str
+
+    def describe(self) -> str:
+        return (
+            f"writer {self.writer} seq {self.seq} ({self.label}): unreadable row "
+            f"({self.error}): edited"
+        )
+
+
+def _unreadable(
+    writer: object, seq: object, digest: object, label: str, error: Exception
+) -> UnreadableRow:
+    try:
+        number = int(seq)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        number = -1
+    return UnreadableRow(str(writer), number, str(digest), label, str(error))
 
 
 class AuditError(PamwireError):
@@ -494,20 +523,52 @@ class AuditStore:
         return chain.format_link(str(writer), int(seq), str(digest))  # type: ignore[call-overload]
 
     def chained_events(self) -> Iterator[tuple[ChainedEvent, tuple[object, ...]]]:
-        """Every event with its chain place and completion columns, by writer, seq."""
+        """Every event with its chain place and completion columns, by writer, seq.
+
+        AuditError for a row whose columns no longer make an event (edited by hand).
+        """
+        for item, completion in self.chained_event_rows():
+            if isinstance(item, UnreadableRow):
+                raise AuditError(item.describe())
+            yield item, completion
+
+    def chained_event_rows(
+        self,
+    ) -> Iterator[tuple[ChainedEvent | UnreadableRow, tuple[object, ...]]]:
+        """Like chained_events, but an unreadable row comes as an UnreadableRow."""
         sql = _SELECT + " ORDER BY writer, seq"
         for row in self._read(sql):
-            event = event_from_row(row)
             writer, seq, digest = row[_EVENT_WIDTH : _EVENT_WIDTH + 3]
+            completion = tuple(row[_EVENT_WIDTH + 3 :])
+            try:
+                event = event_from_row(row)
+            except (ValueError, TypeError) as error:
+                label = f"event {_text_out(row[0])}"
+                yield _unreadable(writer, seq, digest, label, error), completion
+                continue
             item = ChainedEvent(event, writer, seq, digest)  # type: ignore[arg-type]
-            yield item, tuple(row[_EVENT_WIDTH + 3 :])
+            yield item, completion
 
     def marks(self) -> Iterator[Mark]:
-        """Every mark, by writer and seq."""
+        """Every mark, by writer and seq; AuditError for an unreadable row."""
+        for mark in self.mark_rows():
+            if isinstance(mark, UnreadableRow):
+                raise AuditError(mark.describe())
+            yield mark
+
+    def mark_rows(self) -> Iterator[Mark | UnreadableRow]:
+        """Like marks, but an unreadable row comes as an UnreadableRow."""
         sql = f"SELECT {_q(MARK_COLUMNS)} FROM marks ORDER BY writer, seq"
         for row in self._read(sql):
             values = [_text_out(v) for v in row]
-            yield Mark(*values)  # type: ignore[arg-type]
+            try:
+                yield Mark(*values)  # type: ignore[arg-type]
+            except (ValueError, TypeError) as error:
+                position = {name: i for i, name in enumerate(MARK_COLUMNS)}
+                writer, seq = row[position["writer"]], row[position["seq"]]
+                digest = row[position["hash"]]
+                label = f"{_text_out(row[position['kind']])} mark"
+                yield _unreadable(writer, seq, digest, label, error)
 
     def search(self, q: SearchQuery) -> list[AuditRecord]:
         """The newest q.limit matching records, oldest first; AuditError on failure."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from pamwire.audit import chain
 from pamwire.audit.chain import Chains, StoredRecord
-from pamwire.audit.store import AuditError, AuditStore
+from pamwire.audit.store import AuditError, AuditStore, UnreadableRow
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +55,15 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
     copies: dict[str, tuple[object, ...]] = {}
     counts = {"events": 0, "marks": 0}
 
+    unreadable: list[str] = []
+
     def events() -> Iterator[StoredRecord]:
-        for item, completion in store.chained_events():
+        for item, completion in store.chained_event_rows():
             counts["events"] += 1
+            if isinstance(item, UnreadableRow):
+                unreadable.append(item.describe())
+                yield _placeholder(item)
+                continue
             copies[item.event.event_id] = completion
             yield StoredRecord(
                 item.writer,
@@ -68,8 +74,12 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
             )
 
     def marks() -> Iterator[StoredRecord]:
-        for mark in store.marks():
+        for mark in store.mark_rows():
             counts["marks"] += 1
+            if isinstance(mark, UnreadableRow):
+                unreadable.append(mark.describe())
+                yield _placeholder(mark)
+                continue
             label = f"{mark.kind} mark"
             if mark.kind == "completion" and mark.event_id:
                 label += f" of event {mark.event_id}"
@@ -85,6 +95,7 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
 
     records = heapq.merge(events(), marks(), key=lambda r: (r.writer, r.seq))
     problems, chains = chain.check_chains(records)
+    problems = unreadable + problems
     problems += _check_starts(chains)
     for link, where in links:
         problems += chain.check_link(chains, link, where)
@@ -99,6 +110,12 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
     if head:
         summary.append(f"head file checkpoint: {head}")
     return problems, summary
+
+
+def _placeholder(row: UnreadableRow) -> StoredRecord:
+    """An unreadable row in its chain's place, so the records after it are still
+    checked; its body is empty, so its own hash check fails too."""
+    return StoredRecord(row.writer, row.seq, b"", row.hash, row.label)
 
 
 def _check_starts(chains: Chains) -> list[str]:

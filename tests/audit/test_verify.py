@@ -261,3 +261,27 @@ def _make_version_1(path: pathlib.Path) -> None:
             " ('a2', 1796378401.5, 'session_end', 's', 'bye')"
         )
         db.execute("PRAGMA user_version = 1")
+
+
+@pytest.mark.parametrize("table", ["events", "marks"])
+async def test_verify_time_edited_to_text_is_a_problem(
+    path: pathlib.Path, table: str
+) -> None:
+    ids = await _run_writer(path, ["SELECT 1", "SELECT 2"])
+    db = _db(path)
+    try:
+        if table == "events":
+            db.execute("UPDATE events SET time = 'noon' WHERE event_id = ?", (ids[0],))
+        else:
+            db.execute("UPDATE marks SET time = 'noon' WHERE kind = 'completion'")
+    finally:
+        db.close()
+    status, text = verify_command(path)
+    assert status == 1
+    assert "Traceback" not in text
+    unreadable = [line for line in text.splitlines() if "unreadable row" in line]
+    assert unreadable, text
+    assert "seq" in unreadable[0] and "writer" in unreadable[0]
+    if table == "events":
+        assert f"event {ids[0]}" in unreadable[0]
+    assert "trail FAILED" in text

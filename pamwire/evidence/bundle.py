@@ -4,6 +4,12 @@ The bundle is one new folder: report.html, grants, sessions, statements and deni
 as CSV and JSON, and manifest.json with the sha256 of every other file and the
 result of `log verify` run at export time. Verification runs first, so the report
 can state it; statements are streamed to their files as they are read.
+
+The bundle is written into a hidden temporary folder beside --out and renamed to
+--out only when the manifest is written, so a failed export leaves no folder that
+looks complete. Text the trail cannot hold as UTF-8 (undecodable bytes of a
+statement, kept as lone surrogates) is written with Python's "backslashreplace",
+so it appears as `\\udcff` in every file of the bundle.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -28,6 +36,8 @@ from pamwire.errors import PamwireError
 from pamwire.evidence import collect, report
 
 MANIFEST = "manifest.json"
+# How every file of the bundle encodes text that is not valid Unicode.
+ENCODING_ERRORS = "backslashreplace"
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -48,10 +58,14 @@ class _TableFiles:
     def __init__(self, folder: pathlib.Path, name: str, fields: Sequence[str]) -> None:
         self.count = 0
         self._csv_file: IO[str] = open(  # noqa: SIM115 - closed in close()
-            folder / f"{name}.csv", "w", newline="", encoding="utf-8"
+            folder / f"{name}.csv",
+            "w",
+            newline="",
+            encoding="utf-8",
+            errors=ENCODING_ERRORS,
         )
         self._json_file: IO[str] = open(  # noqa: SIM115 - closed in close()
-            folder / f"{name}.json", "w", encoding="utf-8"
+            folder / f"{name}.json", "w", encoding="utf-8", errors=ENCODING_ERRORS
         )
         self._csv = csv.DictWriter(self._csv_file, fieldnames=list(fields))
         self._csv.writeheader()
@@ -121,8 +135,44 @@ def export_evidence(
     if grants_path is None or not grants_path.exists():
         notes.append("No grants file was found: the grant tables and charts are empty.")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(out_dir, 0o700)  # the bundle holds statements: private like the trail
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # mkdtemp makes the folder 0700: the bundle holds statements, private like
+    # the trail.
+    work = pathlib.Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent)
+    )
+    try:
+        manifest = _write_bundle(
+            work,
+            audit_path,
+            (start, end, generated),
+            grants,
+            (verify_ok, verify_lines),
+            notes,
+            progress,
+        )
+        # Renaming onto an empty folder is allowed; a non-empty one was refused
+        # above (a race with another writer fails here and leaves theirs alone).
+        os.rename(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    progress(f"bundle written to {out_dir}")
+    return manifest
+
+
+def _write_bundle(
+    out_dir: pathlib.Path,
+    audit_path: pathlib.Path,
+    times: tuple[float, float, float],
+    grants: list[dict[str, Any]],
+    verified: tuple[bool, list[str]],
+    notes: list[str],
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write every file into out_dir, the manifest last; return the manifest."""
+    start, end, generated = times
+    verify_ok, verify_lines = verified
     _write_table(out_dir, "grants", collect.GRANT_FIELDS, grants)
 
     progress("reading audit events")
@@ -164,7 +214,7 @@ def export_evidence(
         verify_lines=verify_lines,
         notes=notes,
     )
-    (out_dir / "report.html").write_text(page, encoding="utf-8")
+    (out_dir / "report.html").write_text(page, encoding="utf-8", errors=ENCODING_ERRORS)
 
     progress("hashing the files")
     files = {
@@ -186,8 +236,9 @@ def export_evidence(
         "log_verify": {"ok": verify_ok, "report": verify_lines},
         "files": files,
     }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    progress(f"bundle written to {out_dir}")
+    (out_dir / MANIFEST).write_text(
+        json.dumps(manifest, indent=1) + "\n", encoding="utf-8"
+    )
     return manifest
 
 

@@ -312,3 +312,61 @@ def test_evidence_report_renders_in_headless_chromium(
     )
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_evidence_statement_with_undecodable_bytes(tmp_path: pathlib.Path) -> None:
+    store = AuditStore(tmp_path / "audit.db")
+    try:
+        store.append(
+            [
+                make_event(session="s1", statement="SELECT 'caf\udcff'"),
+                make_event(
+                    session="s1",
+                    time=BASE_TIME + 1,
+                    statement="DELETE FROM t WHERE x = '\udcff'",
+                    verdict="deny",
+                    rule="r\udcfe",
+                ),
+            ]
+        )
+    finally:
+        store.close()
+    out = tmp_path / "bundle"
+    manifest = bundle.export_evidence(
+        audit_path=tmp_path / "audit.db",
+        grants_path=None,
+        start=START,
+        end=END,
+        out_dir=out,
+    )
+    assert manifest["counts"]["statements"] == 2
+    csv_text = (out / "statements.csv").read_text(encoding="utf-8")
+    assert "SELECT 'caf\\udcff'" in csv_text
+    rows = json.loads((out / "denials.json").read_text(encoding="utf-8"))
+    assert rows[0]["statement"] == "DELETE FROM t WHERE x = '\udcff'"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "\\udcff" in page
+    for name, entry in manifest["files"].items():
+        assert bundle.sha256_file(out / name) == entry["sha256"]
+
+
+def test_evidence_failure_leaves_no_bundle(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _trail(tmp_path / "audit.db")
+
+    def broken(**kwargs: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle.report, "render", broken)
+    out = tmp_path / "bundle"
+    with pytest.raises(OSError, match="disk full"):
+        bundle.export_evidence(
+            audit_path=tmp_path / "audit.db",
+            grants_path=None,
+            start=START,
+            end=END,
+            out_dir=out,
+        )
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "bundle" in p.name]

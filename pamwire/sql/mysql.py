@@ -22,6 +22,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from pamwire.sql.facts import Analysis, StatementFacts
+from pamwire.sql.mysql_modes import decode_sql_mode
 from pamwire.sql.mysql_split import Lexer, LexError, Token, version_number
 from pamwire.sql.mysql_tree import Walk
 
@@ -199,9 +200,14 @@ class _Session:
             if not self.lexer.at_end():
                 raise _Refused("sql_mode changed to an unknown value mid-message")
             return
-        modes = {part.strip().upper() for part in value.split(",")}
-        self.lexer.ansi_quotes = bool(modes & {"ANSI_QUOTES", "ANSI"})
-        self.lexer.no_backslash_escapes = "NO_BACKSLASH_ESCAPES" in modes
+        legacy = self.lexer.mariadb or self.lexer.version < 80000
+        modes = decode_sql_mode(value, legacy_combinations=legacy)
+        if modes is None:
+            if not self.lexer.at_end():
+                raise _Refused(f"sql_mode {value!r} with more statements after it")
+            return
+        self.lexer.ansi_quotes = modes.ansi_quotes
+        self.lexer.no_backslash_escapes = modes.no_backslash_escapes
 
 
 # --- building facts ------------------------------------------------------------
@@ -490,6 +496,7 @@ def _dml(facts: _Facts) -> None:
     if tokens[0].upper == "REPLACE":
         # REPLACE is INSERT that first deletes rows with the same key.
         text = "INSERT" + text[len(tokens[0].sql) :]
+        facts.walk.replacing = True
     tree = _parse(text)
     if not isinstance(tree, _DML_ROOTS):
         raise _Refused("statement kind not analysed: not a data change")

@@ -56,6 +56,9 @@ class Walk:
         self.columns: set[str] = set()
         self.writes: set[str] = set()
         self.unscoped = False
+        # The statement is a REPLACE (read as INSERT): each row it writes first
+        # deletes the row with the same key.
+        self.replacing = False
         self.ctes: set[str] = set()
         self.levels: list[_Level] = []
 
@@ -198,9 +201,11 @@ class Walk:
         """The FROM items of one query level, joins included."""
         found: list[exp.Expression] = []
         if isinstance(node, (exp.Update, exp.Delete)):
-            found.append(node.this)
-            for item in node.args.get("tables") or ():
-                found.append(item)
+            # A multi-table DELETE's target list (``DELETE a FROM t a ...``) names
+            # aliases of the FROM items; it is no FROM item of its own, and
+            # neither is the list before USING (``DELETE FROM a, b USING ...``).
+            if not isinstance(node.args.get("using"), list):
+                found.append(node.this)
         from_ = node.args.get("from_") or node.args.get("from")
         if isinstance(from_, exp.From):
             found.append(from_.this)
@@ -288,9 +293,13 @@ class Walk:
 
     def targets(self, node: exp.Expression, level: _Level) -> list[tuple[str, ...]]:
         """The tables a DELETE or UPDATE writes, each as its resolved names."""
-        if isinstance(node, exp.Delete) and node.args.get("tables"):
+        listed = node.args.get("tables")
+        if isinstance(node, exp.Delete) and isinstance(node.args.get("using"), list):
+            joins = node.this.args.get("joins") or ()
+            listed = [node.this, *(join.this for join in joins)]
+        if isinstance(node, exp.Delete) and listed:
             result = []
-            for item in node.args["tables"]:
+            for item in listed:
                 key = item.name.lower()
                 resolved = level.aliases.get(key)
                 if resolved is None:
@@ -354,11 +363,12 @@ class Walk:
 def _upsert_of_itself(node: exp.Insert, walk: Walk, tables: tuple[str, ...]) -> bool:
     """INSERT ... SELECT from the target itself, unfiltered, ON DUPLICATE KEY UPDATE.
 
-    Every row conflicts with itself, so every row is updated.
+    Every row conflicts with itself, so every row is updated; under REPLACE every
+    row is deleted and inserted again (ON DELETE CASCADE and triggers fire).
     """
-    conflict = node.args.get("conflict")
+    conflict = isinstance(node.args.get("conflict"), exp.OnConflict)
     select = node.expression
-    if not isinstance(conflict, exp.OnConflict) or not isinstance(select, exp.Select):
+    if not (conflict or walk.replacing) or not isinstance(select, exp.Select):
         return False
     from_ = select.args.get("from_") or select.args.get("from")
     source = from_.this if isinstance(from_, exp.From) else None
@@ -414,7 +424,9 @@ def _scopes(cond: exp.Expression, target: set[str]) -> bool:
         return not _complementary(branches, target)
     if isinstance(cond, exp.Column) and cond.name == "__using__":
         return True
-    if not _references(cond, target):
+    if isinstance(cond, exp.Column) or not _references(cond, target):
+        # A bare column is true for every non-zero, non-NULL value: without
+        # types, pamwire cannot tell a boolean flag from a numeric key.
         return False
     if isinstance(cond, exp.Not):
         inner = _unparen(cond.this)

@@ -200,12 +200,12 @@ class Walk:
     def sources(self, node: exp.Expression) -> list[exp.Expression]:
         """The FROM items of one query level, joins included."""
         found: list[exp.Expression] = []
-        if isinstance(node, (exp.Update, exp.Delete)):
-            # A multi-table DELETE's target list (``DELETE a FROM t a ...``) names
-            # aliases of the FROM items; it is no FROM item of its own, and
-            # neither is the list before USING (``DELETE FROM a, b USING ...``).
-            if not isinstance(node.args.get("using"), list):
-                found.append(node.this)
+        # A multi-table DELETE's target list (``DELETE a FROM t a ...``) names
+        # aliases of the FROM items; it is no FROM item of its own, and neither
+        # is the list before USING (``DELETE FROM a, b USING ...``).
+        using = isinstance(node.args.get("using"), list)
+        if isinstance(node, (exp.Update, exp.Delete)) and not using:
+            found.append(node.this)
         from_ = node.args.get("from_") or node.args.get("from")
         if isinstance(from_, exp.From):
             found.append(from_.this)

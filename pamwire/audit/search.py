@@ -98,10 +98,16 @@ _MIN_STATEMENT_WIDTH = 20
 _GAP = "  "
 
 
+def clean_text(value: str) -> str:
+    """`value` safe for a terminal: line breaks and tabs become spaces, other
+    control characters (C0, DEL, C1) visible escapes like `\\x1b`."""
+    return value.translate(_CLEAN)
+
+
 def _cell(value: str | None, width: int | None = None) -> str:
     if value is None:
         return "-"
-    text = value.translate(_CLEAN)
+    text = clean_text(value)
     if width is not None and len(text) > width:
         text = text[: width - 1] + "…"
     return text

@@ -2,7 +2,9 @@
 
 pamwire does not yet map operating-system users to persons, so whoever runs a
 changing command names the person she acts as with `--as PERSON`; access to the
-command line (and to the configuration and key file) is what is trusted.
+command line (and to the configuration and key file) is what is trusted. Text
+output passes through clean_text (as `log search` does), since a reason or a
+name may hold terminal escapes; JSON escapes control characters by itself.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from pamwire.audit.search import clean_text
 from pamwire.config import default_config_path, load_config
 from pamwire.errors import ConfigError
 from pamwire.grants.config import (
@@ -50,7 +53,12 @@ def add_grant_commands(
     for action, helptext, func in (
         ("approve", "approve a request (never your own)", _cmd_approve),
         ("deny", "refuse a request, or withdraw your own", _cmd_deny),
-        ("revoke", "end an active grant now and remove its account", _cmd_revoke),
+        (
+            "revoke",
+            "end an active grant now and remove its account (a grant still "
+            "requested is denied)",
+            _cmd_revoke,
+        ),
     ):
         p = sub.add_parser(action, parents=parents, help=helptext)
         p.add_argument("id", type=int, help="grant id")
@@ -117,7 +125,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
     finally:
         service.close()
     needed = details.policy.approvals_needed if details.policy else 1
-    print(
+    _say(
         f"grant {grant.id} requested: {grant.role} on {grant.target} for "
         f"{format_duration(grant.duration)}; waiting for {needed} approval(s)"
     )
@@ -132,13 +140,13 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     finally:
         service.close()
     if grant.state is State.APPROVED:
-        print(
+        _say(
             f"grant {grant.id} is active: {grant.person} logs in to {grant.target} "
             f"as {grant.account} until {_when(grant.expires_at)}"
         )
     else:
         needed = details.policy.approvals_needed if details.policy else 1
-        print(f"grant {grant.id}: {len(details.approvals)} of {needed} approval(s)")
+        _say(f"grant {grant.id}: {len(details.approvals)} of {needed} approval(s)")
     return 0
 
 
@@ -148,7 +156,7 @@ def _cmd_deny(args: argparse.Namespace) -> int:
         grant = service.deny(args.id, args.actor, args.reason)
     finally:
         service.close()
-    print(f"grant {grant.id} denied")
+    _say(f"grant {grant.id} denied")
     return 0
 
 
@@ -158,12 +166,15 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         grant = service.revoke(args.id, args.actor, args.reason)
     finally:
         service.close()
-    print(f"grant {grant.id} revoked")
+    if grant.state is State.DENIED:
+        _say(f"grant {grant.id} was still requested, so it is denied")
+        return 0
+    _say(f"grant {grant.id} revoked")
     if grant.last_error:
-        print(
+        _say(
             f"pamwire: removing account {grant.account} failed, pamwire retries: "
             f"{grant.last_error}",
-            file=sys.stderr,
+            stream=sys.stderr,
         )
         return 1
     return 0
@@ -213,6 +224,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 # -- rendering --------------------------------------------------------------------
 
 
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Print a one-line message for a terminal, cleaned of control characters."""
+    print(clean_text(text), file=stream or sys.stdout)
+
+
 def _when(moment: float | None) -> str:
     if moment is None:
         return "-"
@@ -226,6 +242,7 @@ def _state(grant: Grant, now: float) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    rows = [[clean_text(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
@@ -300,4 +317,5 @@ def _details_text(details: GrantDetails, now: float) -> str:
     for event in details.history:
         detail = f": {event.detail}" if event.detail else ""
         lines.append(f"  {_when(event.at)}  {event.actor}  {event.action}{detail}")
-    return "\n".join(lines)
+    # Each line is cleaned whole, so a value's line break cannot start a new line.
+    return "\n".join(clean_text(line) for line in lines)

@@ -10,7 +10,9 @@ SHA1(SHA1(password))), taken by `IDENTIFIED BY PASSWORD`, so the password itself
 never reaches the server, its logs or its process list.
 
 DDL is not transactional: when a creation statement fails, the rollback statements
-remove what the earlier ones made. When the event scheduler is on, a one-shot event
+remove what the earlier ones made. An account that exists before the first creation
+statement is not pamwire's: the mint fails with AccountExists and nothing runs
+against it, rollback included. When the event scheduler is on, a one-shot event
 locks the account at expiry, the server's own second lock in case pamwire is down;
 when it is off, the mint returns a warning for the grant's history instead.
 
@@ -42,6 +44,7 @@ from pamwire.grants.minting import (
     POLL_INTERVAL,
     SESSION_EXIT_WAIT,
     Account,
+    AccountExists,
     AdminLogin,
 )
 
@@ -143,11 +146,17 @@ class MariaDBMinter:
             raise MintError(_scrub(str(error), (password, hashed))) from None
         try:
             where = "templates.create"
+            # Whether the account exists because a creation statement made it.
+            ours = False
             try:
                 escapes = _backslash_escapes(conn)
+                if _locked(conn, values["name"], values["host"]) is not None:
+                    raise AccountExists(account.name)
                 for step, template in enumerate(grants.create_statements()):
                     where = f"templates.create[{step}]"
                     _execute(conn, render(template, values, backslash_escapes=escapes))
+                    if not ours:
+                        ours = _locked(conn, values["name"], values["host"]) is not None
                 events = grants.event_statements()
                 scheduler = _scheduler_state(conn) if events else "ON"
                 if scheduler == "ON":
@@ -161,7 +170,12 @@ class MariaDBMinter:
                         f"so the server will not lock account {account.name!r} "
                         "at expiry by itself"
                     )
+            except AccountExists:
+                raise
             except (pymysql.MySQLError, MintError) as error:
+                if not ours and _exists_now(login, values):
+                    # Made by someone else between the check and CREATE USER.
+                    raise AccountExists(account.name) from None
                 message = _scrub(
                     f"creating account {account.name!r} failed at {where}: "
                     f"{_describe(error)}",
@@ -239,6 +253,21 @@ class MariaDBMinter:
             raise MintError(f"account {name!r} can still log in after templates.revoke")
         log.info("removed account %s: %s", name, outcome)
         return outcome
+
+
+def _exists_now(login: AdminLogin, values: Mapping[str, str]) -> bool:
+    """Whether the account exists, looked up on a fresh connection (the failed
+    one may be gone); False when the server cannot be asked."""
+    try:
+        conn = _connect(login)
+    except MintError:
+        return False
+    try:
+        return _locked(conn, values["name"], values["host"]) is not None
+    except pymysql.MySQLError:
+        return False
+    finally:
+        _close(conn)
 
 
 def _values(

@@ -10,6 +10,9 @@ password itself never reaches the server, its logs or pg_stat_activity.
 
 Creation runs in one transaction: if any statement fails, the server undoes all of
 them, and the rollback templates run afterwards for anything outside a transaction.
+An account that already exists is not pamwire's (another instance, or a DBA, made
+it): the mint fails with AccountExists and the rollback templates never run, since
+they would drop it.
 Removal runs each statement on its own, so NOLOGIN sticks even when a later step
 fails; it ends with a check, by role oid, that no session of the account survives.
 
@@ -54,6 +57,16 @@ OPERATION_TIMEOUT = 60.0
 # Time removal waits for terminated sessions to go, checked every POLL_INTERVAL.
 SESSION_EXIT_WAIT = 5.0
 POLL_INTERVAL = 0.05
+
+
+class AccountExists(MintError):
+    """The account to mint is already on the server; pamwire leaves it alone."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"account {name!r} already exists; pamwire did not create it and "
+            "leaves it alone"
+        )
 
 
 @attrs.frozen(repr=False)
@@ -135,6 +148,8 @@ class PostgresMinter:
         values = _values(login, account, verifier)
         try:
             run(_create(login, grants.create_statements(), values), OPERATION_TIMEOUT)
+        except AccountExists:
+            raise
         except MintError as error:
             message = _scrub(str(error), hidden)
             problems = self._rollback(login, grants, account)
@@ -220,14 +235,26 @@ async def _build(conn: Any, template: str, values: dict[str, str]) -> str:
 async def _create(
     login: AdminLogin, templates: Sequence[str], values: dict[str, str]
 ) -> None:
+    name = values["name"]
     conn = await _connect(login)
     try:
+        if await _role_exists(conn, name):
+            raise AccountExists(name)
         step = 0
         try:
             async with conn.transaction():
                 for index, template in enumerate(templates):
                     step = index
                     await conn.execute(await _build(conn, template, values))
+        except asyncpg.DuplicateObjectError as error:
+            # The transaction is undone: a role of that name now is someone else's
+            # (made between the check and CREATE ROLE).
+            if await _role_exists(conn, name):
+                raise AccountExists(name) from None
+            raise MintError(
+                f"creating account {name!r} failed at "
+                f"templates.create[{step}]: {_describe(error)}"
+            ) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise MintError(
                 f"creating account {values['name']!r} failed at "
@@ -235,6 +262,11 @@ async def _create(
             ) from None
     finally:
         await _close(conn)
+
+
+async def _role_exists(conn: Any, name: str) -> bool:
+    found = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", name)
+    return found is not None
 
 
 async def _run_each(

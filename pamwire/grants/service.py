@@ -209,18 +209,27 @@ class GrantService:
             if not self.store.end(
                 grant_id, State.DENIED, actor, now, reason, (State.REQUESTED,)
             ):
-                raise GrantError(f"grant {grant_id} is {self._get(grant_id).state}")
+                state = self._get(grant_id).state
+                hint = (
+                    "; use `grant revoke` to end it" if state is State.APPROVED else ""
+                )
+                raise GrantError(f"grant {grant_id} is {state}, not requested{hint}")
             log.info("grant %d denied by %s", grant_id, actor)
             batch.add(self._step(grant_id, "denied", actor, now, reason))
         return self._get(grant_id)
 
     def revoke(self, grant_id: int, actor: str, reason: str | None = None) -> Grant:
-        """End an approved grant now and remove its account.
+        """End an approved grant now and remove its account; a grant still
+        requested (never approved, or its mint failed) is denied instead, since
+        it has no account.
 
         A failed removal does not undo the revocation: it is recorded in the
-        grant (last_error) and retried by the sweep.
+        grant (last_error) and retried by the sweep. GrantError for a grant
+        that has already ended.
         """
         grant = self._get(grant_id)
+        if grant.state is State.REQUESTED:
+            return self.deny(grant_id, actor, reason)
         self._check_may_end(grant, actor)
         with self.audit.open(required=False) as batch:
             now = self.clock()
@@ -228,7 +237,9 @@ class GrantService:
                 grant_id, State.REVOKED, actor, now, reason, (State.APPROVED,)
             ):
                 state = self._get(grant_id).state
-                raise GrantError(f"grant {grant_id} is {state}, not approved")
+                raise GrantError(
+                    f"grant {grant_id} is {state}, not approved: nothing to revoke"
+                )
             log.info("grant %d revoked by %s", grant_id, actor)
             batch.add(self._step(grant_id, "revoked", actor, now, reason))
             self._remove_account(self._get(grant_id), batch)

@@ -175,3 +175,23 @@ def test_audit_quiet_sweep_opens_no_store(
 ) -> None:
     service.expire_due()
     assert not (tmp_path / "audit.db").exists()
+
+
+def test_audit_grant_events_after_approval_name_the_approvers(
+    service: GrantService, tmp_path: pathlib.Path, clock: FakeClock
+) -> None:
+    grant = service.request("alice", "app", "read-only", 600, "x")
+    service.approve(grant.id, "bob")
+    clock.now += 601
+    service.expire_due()
+    store = AuditStore(tmp_path / "audit.db", read_only=True)
+    try:
+        events = [item.event for item, _ in store.chained_events()]
+    finally:
+        store.close()
+    steps = {e.operation: e.approvers for e in events if e.kind == "grant"}
+    assert steps.pop("requested") == ()
+    assert steps == {
+        op: ("bob",)
+        for op in ("approval", "minted", "approved", "expired", "account_removed")
+    }

@@ -126,3 +126,39 @@ def test_cli_errors(config: pathlib.Path, tmp_path: pathlib.Path) -> None:
         run(config, ["grant", "show", "9"])
     with pytest.raises(PamwireError, match="configuration file not found"):
         run(tmp_path / "missing.toml", ["grant", "list"])
+
+
+def test_cli_escapes_control_characters_in_text_output(
+    config: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = "fix\n  state:     approved\x1b[2J\x9b31m\tend"
+    assert (
+        run(config, ["grant", "request", "app", "--reason", reason, "--as", "alice"])
+        == 0
+    )
+    assert run(config, ["grant", "show", "1"]) == 0
+    assert run(config, ["grant", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\t" not in out
+    assert "  reason:    fix   state:     approved\\x1b[2J\\x9b31m end" in out
+    assert not [
+        line for line in out.splitlines() if line.startswith("  state:     app")
+    ]
+
+    assert run(config, ["grant", "show", "1", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["reason"] == reason
+
+
+def test_cli_revoke_of_a_requested_grant_denies_it(
+    config: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        run(config, ["grant", "request", "app", "--reason", "x", "--as", "alice"]) == 0
+    )
+    assert run(config, ["grant", "revoke", "1", "--as", "alice"]) == 0
+    assert "grant 1 was still requested, so it is denied" in capsys.readouterr().out
+    with pytest.raises(
+        PamwireError, match="is denied, not approved: nothing to revoke"
+    ):
+        run(config, ["grant", "revoke", "1", "--as", "alice"])

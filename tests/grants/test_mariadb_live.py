@@ -58,7 +58,10 @@ def live(
     clock = FakeClock(time.time())
     services: list[GrantService] = []
 
-    def make(**target_grants: Any) -> GrantService:
+    def make(folder: str = "", **target_grants: Any) -> GrantService:
+        # `folder`: a grants database of its own, as a second pamwire instance.
+        where = tmp_path / folder
+        where.mkdir(exist_ok=True)
         target_grants.setdefault("roles", roles)
         target_grants.setdefault("admin", {"user": "root", "password_env": ADMIN_ENV})
         raw = document(
@@ -66,7 +69,7 @@ def live(
         )
         raw["target"]["app"]["protocol"] = "mysql"
         del raw["target"]["plain"]
-        service = make_service(raw, tmp_path, clock)
+        service = make_service(raw, where, clock)
         services.append(service)
         return service
 
@@ -338,3 +341,17 @@ def test_live_mariadb_no_password_in_logs_or_errors(
     for path in tmp_path.iterdir():
         assert password.encode() not in path.read_bytes(), path
     assert password not in mariadb.log_path.read_text(errors="replace")
+
+
+def test_live_mariadb_mint_leaves_another_instances_account_alone(
+    mariadb: MariaDBServer, live: Any, prefix: str
+) -> None:
+    first = approved(live())
+    second_service = live(folder="second")
+    second = second_service.request("alice", "app", "read-only", 600, "x")
+    assert second.id == first.id
+    with pytest.raises(MintError, match="already exists; pamwire did not create"):
+        second_service.approve(second.id, "bob")
+    assert users_like(mariadb, prefix) == [first.account]
+    assert locked(mariadb, first.account) == "N"
+    assert second_service.show(second.id).grant.state is State.REQUESTED

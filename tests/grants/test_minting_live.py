@@ -44,9 +44,12 @@ def live(
     clock = FakeClock(time.time())
     services: list[GrantService] = []
 
-    def make(**target_grants: Any) -> GrantService:
+    def make(folder: str = "", **target_grants: Any) -> GrantService:
+        # `folder`: a grants database of its own, as a second pamwire instance.
+        where = tmp_path / folder
+        where.mkdir(exist_ok=True)
         raw = document(port=pg.port, grants={"account_prefix": prefix}, **target_grants)
-        service = make_service(raw, tmp_path, clock)
+        service = make_service(raw, where, clock)
         services.append(service)
         return service
 
@@ -271,3 +274,41 @@ def test_live_no_password_in_logs_files_or_server_log(
     for path in tmp_path.iterdir():
         assert password.encode() not in path.read_bytes(), path
     assert password not in pg.log_path.read_text(errors="replace")
+
+
+def _can_login(pg: PostgresCluster, name: str) -> str:
+    return pg.psql(
+        f"SELECT rolcanlogin FROM pg_roles WHERE rolname = {quote_literal(name)}"
+    ).strip()
+
+
+def test_live_mint_leaves_another_instances_account_alone(
+    pg: PostgresCluster, live: Any, prefix: str
+) -> None:
+    first = approved(live())
+    assert first.account is not None and _can_login(pg, first.account) == "t"
+    second_service = live(folder="second")
+    second = second_service.request("alice", "app", "read-only", 600, "x")
+    assert second.id == first.id  # same id, separate grants database
+    with pytest.raises(MintError, match="already exists; pamwire did not create"):
+        second_service.approve(second.id, "bob")
+    assert _can_login(pg, first.account) == "t"
+    after = second_service.show(second.id).grant
+    assert after.state is State.REQUESTED and after.account is None
+
+    # The failed request is ended with revoke, which acts as deny for it.
+    ended = second_service.revoke(second.id, "alice", "collided")
+    assert ended.state is State.DENIED
+    assert _can_login(pg, first.account) == "t"
+
+
+def test_live_mint_leaves_a_dbas_account_alone(
+    pg: PostgresCluster, live: Any, prefix: str
+) -> None:
+    service = live()
+    grant = service.request("alice", "app", "read-only", 600, "x")
+    name = f"{prefix}alice_{grant.id}"
+    pg.psql(f"CREATE ROLE {quote_ident(name)} LOGIN")
+    with pytest.raises(MintError, match="already exists"):
+        service.approve(grant.id, "bob")
+    assert _can_login(pg, name) == "t"

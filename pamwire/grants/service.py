@@ -70,6 +70,9 @@ RETRY_CAP = 300.0
 MAX_ACCOUNT_NAME = 63
 
 
+# TODO(account-tag): two instances with separate grants files mint the same names;
+# a short random tag made once per grants file would keep them apart (the mint
+# already refuses to touch an existing account, so a collision only fails).
 def account_name(prefix: str, person: str, grant_id: int) -> str:
     """The account minted for a grant: prefix, the person's name folded to
     a-z 0-9 _, and the grant id, so the server's own logs name one person."""

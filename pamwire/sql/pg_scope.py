@@ -172,6 +172,13 @@ _FLIPPED = {
 }
 _COMPARISONS = frozenset(_NEGATED_COMPARISON)
 
+# Functions f for which ``f(col) = value`` still picks rows by their data: no
+# constant value is taken by every input (as ``length(s) >= 0`` or ``pg_typeof``
+# would be). Case and blank folding, day of a timestamp, digests.
+_EQUALITY_KEEPING = frozenset(
+    {"lower", "upper", "btrim", "ltrim", "rtrim", "trim", "date", "md5"}
+)
+
 # Functions that are pattern operators in disguise: name -> operator.
 _PATTERN_FUNCTIONS = {
     "like": "~~",
@@ -504,7 +511,8 @@ class _Judge:
                 return _V.OPEN
             return _V.RESTRICT
         if op in _COMPARISONS:
-            return _V.RESTRICT
+            side = left if lrefs.cols else right
+            return _V.RESTRICT if self._restricting_form(side, op) else _V.OPEN
         if op in pg_patterns.PATTERN_OPS:
             if not lrefs.cols:
                 return _V.RESTRICT  # the pattern is the target's data
@@ -580,6 +588,17 @@ class _Judge:
             if negated is None:
                 return self._unknown_operator(left, right)
             op, is_all = negated, not is_all
+        array = right.get("SubLink") if isinstance(right, dict) else None
+        select = (array or {}).get("subselect", {}).get("SelectStmt")
+        if array and array.get("subLinkType") == "ARRAY_SUBLINK" and select:
+            # x op ANY (ARRAY(SELECT c ...)) is x op ANY (SELECT c ...), so a
+            # self-copy of the target is judged as one.
+            if not is_all:
+                return self._exists(select, op, left, positive=True)
+            negated = _NEGATED_COMPARISON.get(op)
+            if negated is None:
+                return _V.OPEN
+            return self._exists(select, negated, left, positive=False)
         lrefs, rrefs = self.refs(left), self.refs(right)
         if lrefs.cols and rrefs.cols:
             return _V.OPEN if _only_themselves([lrefs, rrefs]) else _V.RESTRICT
@@ -596,7 +615,7 @@ class _Judge:
             values = [self._pattern(op, item, self.refs(item)) for item in elements]
             return _and(values) if is_all else _or(values)
         if op in _COMPARISONS:
-            return _V.RESTRICT
+            return _V.RESTRICT if self._restricting_form(left, op) else _V.OPEN
         return _V.RESTRICT if rrefs.other else _V.OPEN
 
     def _in(self, op: str, left: _Json, items: list[_Json], neg: bool) -> _V:
@@ -610,16 +629,18 @@ class _Judge:
         irefs = _merge(self.refs(item) for item in items)
         if lrefs.cols and irefs.cols:
             return _V.OPEN if _only_themselves([lrefs, irefs]) else _V.RESTRICT
-        if lrefs.cols or irefs.cols:
-            return _V.RESTRICT
-        return _V.OPEN
+        if lrefs.cols:
+            return _V.RESTRICT if self._restricting_form(left, "=") else _V.OPEN
+        return _V.RESTRICT if irefs.cols else _V.OPEN
 
     def _between(self, left: _Json, bounds: list[_Json]) -> _V:
         lrefs = self.refs(left)
         brefs = _merge(self.refs(item) for item in bounds)
         if lrefs.cols and brefs.cols:
             return _V.OPEN if _only_themselves([lrefs, brefs]) else _V.RESTRICT
-        return _V.RESTRICT if lrefs.cols or brefs.cols else _V.OPEN
+        if lrefs.cols:
+            return _V.RESTRICT if self._restricting_form(left, "<") else _V.OPEN
+        return _V.RESTRICT if brefs.cols else _V.OPEN
 
     # Sub-selects.
 
@@ -885,6 +906,34 @@ class _Judge:
                 return ()
             points.append(point)
         return tuple(points)
+
+    def _restricting_form(self, expr: _Json, op: str) -> bool:
+        """Whether comparing ``expr`` (it reads the target) with a value restricts.
+
+        Only the bare column, a cast of it, or (for equality) a call of a
+        function that keeps values apart (``lower(email) = $1``): an arithmetic
+        or other expression may hold for every row (``id % 1 = 0``,
+        ``length(s) >= 0``), and pamwire knows no types to tell.
+        """
+        pinned = expr.get("_Pinned") if isinstance(expr, dict) else None
+        if pinned is not None:
+            saved = self.levels
+            self.levels = saved[: pinned["depth"]]
+            try:
+                return self._restricting_form(pinned["expr"], op)
+            finally:
+                self.levels = saved
+        while isinstance(expr, dict) and "TypeCast" in expr:
+            expr = expr["TypeCast"].get("arg")
+        if self._plain_column(expr):
+            return True
+        call = expr.get("FuncCall") if isinstance(expr, dict) else None
+        if call is None or op != "=" or len(call.get("args") or ()) != 1:
+            return False
+        names = [sval(item).lower() for item in call.get("funcname") or ()]
+        if names[:-1] not in ([], ["pg_catalog"]) or names[-1] not in _EQUALITY_KEEPING:
+            return False
+        return self._restricting_form(call["args"][0], op)
 
     def _plain_column(self, expr: _Json) -> bool:
         body = expr.get("ColumnRef") if isinstance(expr, dict) else None

@@ -203,13 +203,12 @@ class Walk:
         # A multi-table DELETE's target list (``DELETE a FROM t a ...``) names
         # aliases of the FROM items; it is no FROM item of its own, and neither
         # is the list before USING (``DELETE FROM a, b USING ...``).
-        using = isinstance(node.args.get("using"), list)
-        if isinstance(node, (exp.Update, exp.Delete)) and not using:
+        using = node.args.get("using")
+        if isinstance(node, (exp.Update, exp.Delete)) and not isinstance(using, list):
             found.append(node.this)
         from_ = node.args.get("from_") or node.args.get("from")
         if isinstance(from_, exp.From):
             found.append(from_.this)
-        using = node.args.get("using")
         if isinstance(using, list):
             found.extend(using)
         for join in node.args.get("joins") or ():

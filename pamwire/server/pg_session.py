@@ -142,6 +142,10 @@ class PgSession:
         self.end_reason: str | None = None
         self.recorder: SessionRecorder | None = None
         self._relay_scope: trio.CancelScope | None = None
+        # Set while later client messages wait for the server to apply a setting
+        # that changes how statements are read (see _settle).
+        self._settling: trio.Event | None = None
+        self._parse_settings_touched = False
         self.tracker = ExchangeTracker()
         # Prepared statements by name, whether made by Parse or by SQL PREPARE:
         # the server keeps both in one namespace, and so does pamwire.
@@ -482,9 +486,13 @@ class PgSession:
                 block, frames = self.reader.read_frames()
                 if not frames:
                     continue
-                out = await self._check_block(block, frames)
-                if out:
-                    await upstream.send_all(out)
+                while frames:
+                    out, frames = await self._check_block(block, frames)
+                    if out:
+                        await upstream.send_all(out)
+                    if self._settling is not None:
+                        await self._settling.wait()
+                        self._settling = None
                 if self.terminated:
                     break
         except ProtocolError as exc:
@@ -528,11 +536,16 @@ class PgSession:
 
     # -- client side: decide before forwarding --
 
-    async def _check_block(self, block: bytes, frames: list[Frame]) -> bytes:
-        """Return what to forward for a block of complete client frames."""
+    async def _check_block(
+        self, block: bytes, frames: list[Frame]
+    ) -> tuple[bytes, list[Frame]]:
+        """Return what to forward for a block of client frames, and the frames held
+        back: after a statement that changes how the server reads later text, the
+        rest waits until the server has answered (see _settle)."""
         pieces: list[bytes] | None = None  # set once some frame is replaced
-        done = 0
-        for frame in frames:
+        first = done = frames[0].start - 5
+        held: list[Frame] = []
+        for index, frame in enumerate(frames):
             t = frame.type
             replacement: bytes | None = None
             if t == _Q:
@@ -575,10 +588,14 @@ class PgSession:
                 pieces.append(block[done : frame.start - 5])
                 pieces.append(replacement)
                 done = frame.end
+            if self._settling is not None:
+                held = frames[index + 1 :]
+                break
+        end = frames[-1].end if not held else held[0].start - 5
         if pieces is None:
-            return block
-        pieces.append(block[done:])
-        return b"".join(pieces)
+            return block[first:end], held
+        pieces.append(block[done:end])
+        return b"".join(pieces), held
 
     def _decode(self, block: bytes, frame: Frame) -> object:
         return decode_frontend(frame.type, payload(block, frame))
@@ -623,6 +640,7 @@ class PgSession:
         for facts, event in zip(analysis.statements, events, strict=False):
             self._track_sql_prepare(facts, event)
             self._follow_settings(facts)
+        self._settle_after(analysis.statements)
         self.tracker.sent(Op.QUERY, [e.event_id for e in events])
         return None
 
@@ -635,7 +653,7 @@ class PgSession:
         if analysis.error is not None:
             decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
         else:
-            decisions = [self._decide(f, ctx) for f in analysis.statements]
+            decisions = [self._decide_extended(f, ctx) for f in analysis.statements]
             decision = next((d for d in decisions if d.verdict == "deny"), decisions[0])
             facts = analysis.statements[0] if len(analysis.statements) == 1 else None
         self.tracker.sent(Op.PARSE)
@@ -708,6 +726,19 @@ class PgSession:
             self.portals.pop(message.name, None)
         self.tracker.sent(Op.CLOSE)
 
+    def _decide_extended(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
+        """Decide a statement of the extended protocol (Parse)."""
+        if _changes_parsing(facts):
+            # Its ParameterStatus comes only at the next Sync, after the messages
+            # pipelined behind it have run: pamwire could not read those right.
+            return Decision(
+                "deny",
+                "settings-change-extended",
+                "change standard_conforming_strings or client_encoding with a "
+                "simple query, not through the extended protocol",
+            )
+        return self._decide(facts, ctx)
+
     def _decide(self, facts: StatementFacts, ctx: RuleContext) -> Decision:
         """Decide one statement of a Query, with the session's own knowledge."""
         for name, value in facts.assignments:
@@ -764,6 +795,24 @@ class PgSession:
         elif facts.kind == "discard" and _is_discard_all(facts.text):
             self._forget_named_statements()
             self.portals.clear()
+
+    def _settle_after(self, statements: tuple[StatementFacts, ...]) -> None:
+        """Hold the client's later messages if these statements may change how the
+        server reads text (standard_conforming_strings, client_encoding).
+
+        The server applies such a change when the statement runs and reports it
+        only with its ReadyForQuery; a message pipelined behind it would be read by
+        the server one way and decided by pamwire another. So those messages wait
+        until the server has answered, then are decided with the new settings.
+        """
+        touches = any(_changes_parsing(f) for f in statements)
+        ends_transaction = self._parse_settings_touched and any(
+            f.kind in ("commit", "rollback", "savepoint") for f in statements
+        )
+        if touches:
+            self._parse_settings_touched = True
+        if touches or ends_transaction:
+            self._settling = trio.Event()
 
     def _widen_search_path(self, schemas: tuple[str, ...]) -> None:
         self.search_path = tuple(dict.fromkeys(self.search_path + schemas))
@@ -843,6 +892,10 @@ class PgSession:
                 message = decode_backend(t, payload(block, frame))
                 if isinstance(message, ReadyForQuery):
                     outcomes += tracker.ready_for_query(message.status)
+                    if self._settling is not None and not tracker.busy:
+                        self._settling.set()
+                    if message.status == b"I":
+                        self._parse_settings_touched = False
                 elif isinstance(message, CommandComplete):
                     outcomes += tracker.command_complete(message.tag)
                 elif isinstance(message, ErrorResponse):
@@ -868,6 +921,9 @@ class PgSession:
                 outcomes += tracker.portal_suspended()
             elif t == _B_COPY_IN:
                 tracker.copy_in_response()
+                if self._settling is not None:
+                    # The held messages are the rows COPY is waiting for.
+                    self._settling.set()
             elif t == _B_PARAM_STATUS:
                 status = decode_backend(t, payload(block, frame))
                 assert isinstance(status, ParameterStatus)
@@ -1031,6 +1087,19 @@ class PgSession:
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)
+
+
+# Settings that change how the server reads statement text.
+_PARSE_SETTINGS = frozenset({"standard_conforming_strings", "client_encoding"})
+
+
+def _changes_parsing(facts: StatementFacts) -> bool:
+    """Whether a statement may change how the server reads later statements."""
+    if facts.settings & _PARSE_SETTINGS or "*" in facts.settings:
+        return True
+    if "all" in facts.settings:  # RESET ALL
+        return True
+    return facts.kind == "discard" and _is_discard_all(facts.text)
 
 
 def _encoding_refused(encoding: str) -> str:

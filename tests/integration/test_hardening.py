@@ -143,3 +143,37 @@ def test_unsafe_client_encoding_cannot_be_set_in_a_session(proxy: Proxy) -> None
         assert not any(
             e.message.startswith("pamwire") for e in rawpg.errors(replies)
         ), rawpg.errors(replies)
+
+
+def test_pipelined_statement_waits_for_a_settings_change(proxy: Proxy) -> None:
+    # With standard_conforming_strings off the server reads backslashes in plain
+    # strings as escapes; a message pipelined behind the SET must be decided with
+    # the new setting, so pamwire holds it until the server has answered the SET.
+    with rawpg.connect(proxy.port, PERSON, PERSON_PASSWORD, "app") as conn:
+        conn.send(
+            rawpg.Q("SET standard_conforming_strings = off")
+            + rawpg.Q("SELECT 'a\\' AS x")
+        )
+        replies = conn.read_until("Z", count=2)
+        denials = [e for e in rawpg.errors(replies) if e.code == "42501"]
+        assert denials, replies
+
+
+def test_settings_change_through_the_extended_protocol_is_refused(proxy: Proxy) -> None:
+    with (
+        psycopg.connect(proxy.dsn(), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("SET standard_conforming_strings = off", prepare=True)
+
+
+def test_copy_after_a_settings_change_in_one_query_does_not_hang(proxy: Proxy) -> None:
+    proxy.pg.psql(
+        "create table if not exists copy_settle(a text)", database="app", user="app"
+    )
+    result = proxy.psql(
+        "-c",
+        "SET standard_conforming_strings = on; COPY copy_settle FROM STDIN",
+        input="x\n\\.\n",
+    )
+    assert "COPY 1" in result.stdout

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from pamwire.config import Config, load_config
+from pamwire.errors import PamwireError
 from pamwire.grants.service import GrantService
 from pamwire.mariadbcluster import MariaDBServer, ensure_mariadb_installed
 from pamwire.pgcluster import (
@@ -139,6 +140,7 @@ def run_demo(
     if mariadb:
         ensure_mariadb_installed()
     folder = folder.resolve()
+    _refuse_if_running(folder)
     (folder / "secrets").mkdir(parents=True, exist_ok=True)
     os.chmod(folder / "secrets", 0o700)
     # Grants of an earlier demo name accounts of databases that are gone.
@@ -194,6 +196,23 @@ def run_demo(
             print("\nstopping ...", flush=True)
     print("demo stopped; the audit trail stays in", _shown(folder / "audit.db"))
     return 0
+
+
+def _refuse_if_running(folder: Path) -> None:
+    """A demo already running in this folder must keep its files."""
+    from pamwire.server.app import lock_store
+
+    store = folder / "audit.db"
+    if not store.exists():
+        return
+    try:
+        fd = lock_store(store)
+    except PamwireError:
+        raise PamwireError(
+            f"a pamwire demo is already running in {_shown(folder)}; "
+            "stop it first or use --dir for another folder"
+        ) from None
+    os.close(fd)
 
 
 def _secret(folder: Path, name: str) -> str:

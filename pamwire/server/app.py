@@ -56,7 +56,7 @@ async def serve(
     rules = load_ruleset(config)
     users = UserStore(config.resolve(config.users.path))
     store_path = config.resolve(config.audit.path)
-    lock = _lock_store(store_path)
+    lock = lock_store(store_path)
     audit = config.audit
     store = AuditStore(store_path, full_sync=audit.strict)
     journal.recover(store_path, store)
@@ -105,12 +105,15 @@ async def serve(
         os.close(lock)
 
 
-def _lock_store(store_path: Path) -> int:
+def lock_store(store_path: Path) -> int:
     """Take the audit store for this process; a second pamwire on it is refused.
 
     Two instances on one store would recover (and delete) each other's journal.
     """
-    lock_path = store_path.with_name(store_path.name + ".lock")
+    # The real file's name: a second configuration that reaches the same store
+    # through a symbolic link must meet the same lock.
+    real = store_path.resolve()
+    lock_path = real.with_name(real.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1099,6 +1099,8 @@ def _changes_parsing(facts: StatementFacts) -> bool:
         return True
     if "all" in facts.settings:  # RESET ALL
         return True
+    if "pg_catalog.pg_settings" in facts.tables_written:  # UPDATE pg_settings ...
+        return True
     return facts.kind == "discard" and _is_discard_all(facts.text)
 
 

@@ -111,6 +111,27 @@ def test_demo_runs_the_main_job_and_stops_cleanly(tmp_path: Path) -> None:
         assert refused_my.returncode != 0 and "no-unscoped-delete" in refused_my.stderr
 
         config = tmp_path / "pamwire-demo" / "pamwire.toml"
+        # A second demo in the same folder is refused and changes nothing.
+        before = config.read_bytes()
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pamwire",
+                "demo",
+                "--port",
+                str(free_port()),
+                "--mysql-port",
+                str(free_port()),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2 and "already running" in second.stderr
+        assert config.read_bytes() == before
+
         search = subprocess.run(
             [
                 sys.executable,

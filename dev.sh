@@ -7,7 +7,8 @@
 #   ./dev.sh bench   the benchmarks in benchmarks/
 #
 # Everything Python goes into ./.venv; missing Debian packages are installed with
-# apt-get when running as root (PostgreSQL, MariaDB; pgbouncer for benchmarks).
+# apt-get when running as root (PostgreSQL, MariaDB, Chromium for the evidence
+# report test; pgbouncer for benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -61,6 +62,7 @@ ensure_servers() {
     command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
     command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # evidence report render
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

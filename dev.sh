@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bootstrap pamwire's development environment on Debian and run one job.
 #
-#   ./dev.sh demo    the demo: a throwaway PostgreSQL behind pamwire
+#   ./dev.sh demo    the demo: throwaway PostgreSQL and MariaDB behind pamwire
 #   ./dev.sh test    the whole test suite (lint, type check, unit and integration tests)
 #   ./dev.sh lint    ruff format --check, ruff check, mypy --strict
 #   ./dev.sh bench   the benchmarks in benchmarks/

@@ -146,7 +146,9 @@ def summary_query(
     if until is not None:
         where.append("time < ?")
         params.append(until)
-    having: list[str] = []
+    # Grant steps share the events table under a session of their own
+    # ("grant-N"); only client sessions are listed.
+    having: list[str] = ["max(kind IN ('session_start', 'statement')) = 1"]
     for column, value in (("user", user), ("target", target)):
         if value is not None:
             having.append(f'max("{column}") = ?')

@@ -192,3 +192,8 @@ def test_session_commands_through_argparse(
     out = io.StringIO()
     assert args.func(args, out) == 0
     assert "(250 rows)" in out.getvalue()
+
+
+def test_session_list_leaves_out_grant_steps(store: AuditStore) -> None:
+    store.append([make_event(kind="grant", session="grant-7", statement=None)])
+    assert "grant-7" not in [s.session for s in store.session_summaries()]

@@ -194,6 +194,18 @@ def test_session_commands_through_argparse(
     assert "(250 rows)" in out.getvalue()
 
 
-def test_session_list_leaves_out_grant_steps(store: AuditStore) -> None:
-    store.append([make_event(kind="grant", session="grant-7", statement=None)])
-    assert "grant-7" not in [s.session for s in store.session_summaries()]
+def test_session_list_leaves_out_grant_steps(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "audit.db"
+    writer = AuditStore(path)
+    writer.append(
+        [
+            make_event(kind="grant", session="grant-7", statement=None, verdict=None),
+            make_event(session="c1e47"),
+        ]
+    )
+    writer.close()
+    reader = AuditStore(path, read_only=True)
+    try:
+        assert [s.session for s in reader.session_summaries()] == ["c1e47"]
+    finally:
+        reader.close()

@@ -9,9 +9,12 @@ the listed kinds or functions.
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import functools
 import re
+import time
+import zoneinfo
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -25,14 +28,58 @@ DECISION_CACHE_SIZE = 4096
 
 UNPARSABLE_RULE = "unparsable"
 
+#: Values of ``RuleContext.dialect`` and ``when.dialect``; "mysql" covers MariaDB.
+DIALECTS = ("postgres", "mysql")
+
+#: Day names of ``when.weekdays``, Monday first as in ``datetime.weekday()``.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
 
 @attrs.frozen(cache_hash=True)
 class RuleContext:
-    """Who sends the statement, and to which configured target."""
+    """Who sends the statement, to which configured target, over which protocol, when.
+
+    ``now`` is unix seconds for time conditions; None means the clock at decision.
+    ``groups`` are the user's groups from the configuration.
+    """
 
     user: str
     target: str
     role: str | None = None
+    dialect: str = "postgres"
+    now: float | None = None
+    groups: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class TimeWindow:
+    """A daily span of minutes ``[start, end)`` in a time zone; end <= start wraps.
+
+    Bounds are whole minutes and zone offsets change on minute boundaries, so the
+    verdict is the same for every second of one minute (the decision cache relies
+    on it).
+    """
+
+    start: int | None = None
+    end: int | None = None
+    weekdays: frozenset[int] | None = None
+    timezone: str = "UTC"
+
+    def holds(self, now: float) -> bool:
+        local = datetime.datetime.fromtimestamp(now, zoneinfo.ZoneInfo(self.timezone))
+        minute = local.hour * 60 + local.minute
+        day = local.weekday()
+        if self.start is not None and self.end is not None:
+            if self.start < self.end:
+                inside = self.start <= minute < self.end
+            else:
+                # Past midnight: 22:00-06:00 belongs to the day it started on.
+                inside = minute >= self.start or minute < self.end
+                if minute < self.end:
+                    day = (day - 1) % 7
+            if not inside:
+                return False
+        return self.weekdays is None or day in self.weekdays
 
 
 @attrs.frozen
@@ -66,19 +113,22 @@ class Glob:
 class Functions:
     """Function globs plus named sets of bare names (``@pg_read_only``).
 
-    A set entry also covers the name qualified with pg_catalog, never with another
-    schema: ``public.lower`` is someone's own function, not the built-in.
+    An entry of ``names`` also covers the name qualified with pg_catalog, never
+    with another schema: ``public.lower`` is someone's own function, not the
+    built-in. An entry of ``bare_names`` (``@mysql_read_only``) covers only the
+    unqualified call: on MySQL ``db.f()`` is always a stored function.
     """
 
     globs: Glob | None
     names: frozenset[str] = frozenset()
+    bare_names: frozenset[str] = frozenset()
 
     def match(self, name: str) -> bool:
         if self.globs is not None and self.globs.match(name):
             return True
         schema, dot, bare = name.rpartition(".")
         if not dot:
-            return name in self.names
+            return name in self.names or name in self.bare_names
         return schema == "pg_catalog" and bare in self.names
 
     def any(self, values: Iterable[str]) -> bool:
@@ -127,6 +177,9 @@ class Example:
     user: str = "example"
     target: str = "example"
     role: str | None = None
+    dialect: str = "postgres"
+    groups: frozenset[str] = frozenset()
+    at: float | None = None
 
 
 @attrs.frozen
@@ -155,6 +208,9 @@ class Rule:
     targets: Glob | None = None
     users: Glob | None = None
     roles: Glob | None = None
+    dialects: frozenset[str] | None = None
+    groups: Glob | None = None
+    window: TimeWindow | None = None
     unparsable: bool = False
     examples: tuple[Example, ...] = ()
 
@@ -163,9 +219,17 @@ class Rule:
             return False
         if self.users is not None and not self.users.match(ctx.user):
             return False
-        if self.roles is None:
+        if self.roles is not None and not (
+            ctx.role is not None and self.roles.match(ctx.role)
+        ):
+            return False
+        if self.dialects is not None and ctx.dialect not in self.dialects:
+            return False
+        if self.groups is not None and not self.groups.any(ctx.groups):
+            return False
+        if self.window is None:
             return True
-        return ctx.role is not None and self.roles.match(ctx.role)
+        return self.window.holds(time.time() if ctx.now is None else ctx.now)
 
     def matches(self, facts: StatementFacts, ctx: RuleContext) -> bool:
         """Whether every stated condition holds for one statement."""
@@ -223,6 +287,7 @@ class RuleSet:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self._rules = tuple(rules)
+        self._timed = any(rule.window is not None for rule in self._rules)
         self._decide_cached = functools.lru_cache(maxsize=DECISION_CACHE_SIZE)(
             self._decide
         )
@@ -244,7 +309,19 @@ class RuleSet:
         # Rules never look at the text, so statements that differ only in literal
         # values share one cached decision.
         key = attrs.evolve(facts, text="", fingerprint="") if facts.text else facts
-        return self._decide_cached(key, ctx)
+        return self._decide_cached(key, self._cache_context(ctx))
+
+    def _cache_context(self, ctx: RuleContext) -> RuleContext:
+        """The context as a cache key: the clock cut to the minute, or dropped.
+
+        A time window holds for whole minutes, so decisions within one minute
+        agree; without time rules the clock plays no part and must not split
+        the cache.
+        """
+        if not self._timed:
+            return ctx if ctx.now is None else attrs.evolve(ctx, now=None)
+        now = time.time() if ctx.now is None else ctx.now
+        return attrs.evolve(ctx, now=float(int(now // 60) * 60))
 
     def matching(self, facts: StatementFacts, ctx: RuleContext) -> list[Rule]:
         """Every rule that matches a statement (or the statement a PREPARE holds)."""

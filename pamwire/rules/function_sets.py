@@ -7,6 +7,7 @@ built-ins.
 
 from __future__ import annotations
 
+from pamwire.sql.mysql_functions import MYSQL_READ_ONLY
 from pamwire.sql.pg_catalog import NON_VOLATILE_FUNCTIONS
 
 # Immutable or stable, yet they run SQL text or read a whole table, schema or
@@ -92,7 +93,17 @@ _NEVER_READ_ONLY = frozenset(
 #: Set name -> bare function names. ``pg_read_only``: pg_catalog functions that
 #: cannot change the database (every overload immutable or stable in PostgreSQL
 #: 15), less those that read by name, plus volatile ones that only read.
+#: ``mysql_read_only``: MySQL and MariaDB built-ins that neither write, wait nor
+#: lock (pamwire/sql/mysql_functions.py).
 FUNCTION_SETS: dict[str, frozenset[str]] = {
     "pg_read_only": ((NON_VOLATILE_FUNCTIONS - _READS_BY_NAME) | _VOLATILE_READERS)
     - _NEVER_READ_ONLY,
+    "mysql_read_only": MYSQL_READ_ONLY,
+}
+
+#: Set name -> the one schema whose qualified calls the set also covers (None:
+#: bare calls only; a qualified call on MySQL is always a stored function).
+SET_SCHEMAS: dict[str, str | None] = {
+    "pg_read_only": "pg_catalog",
+    "mysql_read_only": None,
 }

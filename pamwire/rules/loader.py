@@ -7,18 +7,22 @@ in docs/rules.md.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import importlib.resources
 import pathlib
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pamwire.errors import ConfigError
 from pamwire.rules.engine import (
+    DIALECTS,
     UNPARSABLE_RULE,
     VERDICTS,
+    WEEKDAYS,
     Columns,
     Example,
     Functions,
@@ -26,10 +30,11 @@ from pamwire.rules.engine import (
     Rule,
     RuleContext,
     RuleSet,
+    TimeWindow,
     strongest,
 )
-from pamwire.rules.function_sets import FUNCTION_SETS
-from pamwire.sql import pg
+from pamwire.rules.function_sets import FUNCTION_SETS, SET_SCHEMAS
+from pamwire.sql import mysql, pg
 from pamwire.sql.facts import COPY_TARGETS, KINDS, OBJECT_TYPES
 
 _TOP_KEYS = ("rule",)
@@ -52,10 +57,34 @@ _WHEN_KEYS = (
     "target",
     "user",
     "role",
+    "dialect",
+    "group",
+    "time",
+    "timezone",
+    "weekdays",
     "unparsable",
 )
-_CONTEXT_KEYS = ("target", "user", "role")
-_EXAMPLE_KEYS = ("sql", "expect", "user", "target", "role")
+_CONTEXT_KEYS = (
+    "target",
+    "user",
+    "role",
+    "dialect",
+    "group",
+    "time",
+    "timezone",
+    "weekdays",
+)
+_EXAMPLE_KEYS = (
+    "sql",
+    "expect",
+    "user",
+    "target",
+    "role",
+    "dialect",
+    "groups",
+    "at",
+)
+_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)\Z")
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 
 # Where the shipped packs live inside the installed package. Each file there is a
@@ -108,8 +137,18 @@ def run_examples(ruleset: RuleSet) -> list[str]:
 
 
 def _check_example(ruleset: RuleSet, rule: Rule, example: Example) -> str | None:
-    ctx = RuleContext(user=example.user, target=example.target, role=example.role)
-    analysis = pg.analyze(example.sql)
+    ctx = RuleContext(
+        user=example.user,
+        target=example.target,
+        role=example.role,
+        dialect=example.dialect,
+        now=example.at,
+        groups=example.groups,
+    )
+    if example.dialect == "mysql":
+        analysis = mysql.analyze(example.sql, database="example")
+    else:
+        analysis = pg.analyze(example.sql)
     decision = strongest(ruleset.decide_all(analysis, ctx))
     if decision.verdict != example.expect:
         by = f" by rule {decision.rule!r}" if decision.rule else ""
@@ -276,7 +315,8 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
         if others:
             raise fail(
                 f"when.{others[0]}",
-                "unparsable text has no facts; combine only with target, user, role",
+                "unparsable text has no facts; combine only with "
+                + ", ".join(_CONTEXT_KEYS),
             )
 
     def flag(key: str) -> bool | None:
@@ -291,6 +331,7 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
             return None
         patterns = []
         names: frozenset[str] = frozenset()
+        bare_names: frozenset[str] = frozenset()
         for value in values:
             if not value.startswith("@"):
                 patterns.append(value.lower())
@@ -301,8 +342,11 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
                     f"unknown function set {value!r}; allowed: "
                     + ", ".join(f"@{name}" for name in sorted(FUNCTION_SETS)),
                 )
-            names |= FUNCTION_SETS[value[1:]]
-        return Functions(Glob(tuple(patterns)) if patterns else None, names)
+            if SET_SCHEMAS.get(value[1:]) is None:
+                bare_names |= FUNCTION_SETS[value[1:]]
+            else:
+                names |= FUNCTION_SETS[value[1:]]
+        return Functions(Glob(tuple(patterns)) if patterns else None, names, bare_names)
 
     def columns() -> Columns | None:
         values = _string_list(when, "columns", fail)
@@ -334,8 +378,58 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
         "targets": globs("target"),
         "users": globs("user"),
         "roles": globs("role"),
+        "dialects": choices("dialect", frozenset(DIALECTS)),
+        "groups": globs("group"),
+        "window": _window(when, fail),
         "unparsable": unparsable,
     }
+
+
+def _window(
+    when: dict[str, Any], fail: Callable[[str, str], ConfigError]
+) -> TimeWindow | None:
+    """``when.time``, ``when.weekdays`` and ``when.timezone`` as one TimeWindow."""
+    span = when.get("time")
+    days = _string_list(when, "weekdays", fail)
+    zone = when.get("timezone")
+    if span is None and days is None:
+        if zone is not None:
+            raise fail("when.timezone", "applies only with when.time or when.weekdays")
+        return None
+
+    start = end = None
+    if span is not None:
+        match = _TIME.match(span) if isinstance(span, str) else None
+        if match is None:
+            raise fail("when.time", f"invalid time span {span!r}; use HH:MM-HH:MM")
+        hour, minute, end_hour, end_minute = (int(g) for g in match.groups())
+        start, end = hour * 60 + minute, end_hour * 60 + end_minute
+        if end > 24 * 60:
+            raise fail("when.time", f"invalid time span {span!r}; 24:00 is the last")
+        if start == end:
+            raise fail("when.time", f"empty time span {span!r}")
+
+    weekdays = None
+    if days is not None:
+        for day in days:
+            if day.lower() not in WEEKDAYS:
+                raise fail(
+                    "when.weekdays",
+                    f"unknown day {day!r}; allowed: {', '.join(WEEKDAYS)}",
+                )
+        weekdays = frozenset(WEEKDAYS.index(day.lower()) for day in days)
+
+    if zone is None:
+        zone = "UTC"
+    if not isinstance(zone, str) or not zone:
+        raise fail("when.timezone", f"must be a non-empty string, not {zone!r}")
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise fail(
+            "when.timezone", f"unknown time zone {zone!r}; use e.g. 'Europe/Paris'"
+        ) from None
+    return TimeWindow(start, end, weekdays, zone)
 
 
 def _examples(raw: Any, fail: Callable[[str, str], ConfigError]) -> tuple[Example, ...]:
@@ -362,9 +456,54 @@ def _examples(raw: Any, fail: Callable[[str, str], ConfigError]) -> tuple[Exampl
                 user=_string(item, "user", fail, prefix="example.") or "example",
                 target=_string(item, "target", fail, prefix="example.") or "example",
                 role=_string(item, "role", fail, prefix="example."),
+                dialect=_example_dialect(item, fail),
+                groups=frozenset(_example_groups(item, fail)),
+                at=_example_at(item, fail),
             )
         )
     return tuple(examples)
+
+
+def _example_dialect(
+    item: dict[str, Any], fail: Callable[[str, str], ConfigError]
+) -> str:
+    dialect = _string(item, "dialect", fail, prefix="example.") or "postgres"
+    if dialect not in DIALECTS:
+        raise fail(
+            "example.dialect",
+            f"unknown dialect {dialect!r}; allowed: {', '.join(DIALECTS)}",
+        )
+    return str(dialect)
+
+
+def _example_groups(
+    item: dict[str, Any], fail: Callable[[str, str], ConfigError]
+) -> list[str]:
+    groups = item.get("groups", [])
+    if isinstance(groups, str):
+        groups = [groups]
+    if not isinstance(groups, list) or not all(
+        isinstance(g, str) and g for g in groups
+    ):
+        raise fail("example.groups", f"must be a list of names, not {groups!r}")
+    return groups
+
+
+def _example_at(
+    item: dict[str, Any], fail: Callable[[str, str], ConfigError]
+) -> float | None:
+    at = _string(item, "at", fail, prefix="example.")
+    if at is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(at)
+    except ValueError:
+        raise fail(
+            "example.at", f"invalid time {at!r}; use ISO 8601, 2026-12-07T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 # --- small checks -------------------------------------------------------------------

@@ -77,7 +77,12 @@ def _grant(settings: str) -> str:
 @pytest.mark.parametrize("case", _params(CORPUS) + _params(OWN_CASES))
 def test_mysql_corpus_case(case: dict[str, Any], policy: RuleSet) -> None:
     analysis = mysql.analyze(case["sql"], **_options(case))
-    ctx = RuleContext(user="corpus", target="mariadb", role=_grant(case["settings"]))
+    ctx = RuleContext(
+        user="corpus",
+        target="mariadb",
+        role=_grant(case["settings"]),
+        dialect="mysql",
+    )
     decision = strongest(policy.decide_all(analysis, ctx))
     expected = "allow" if case["expect"] == "allow" else "deny"
     assert decision.verdict == expected, (case["why"], analysis.error, decision)

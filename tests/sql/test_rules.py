@@ -315,7 +315,7 @@ LOADER_ERRORS = [
         "unknown function set",
         A_DENY + 'when.functions_not_in = ["@pg_readonly"]\n',
         r"rule 'a' when\.functions_not_in: unknown function set '@pg_readonly'; "
-        r"allowed: @pg_read_only",
+        r"allowed: @mysql_read_only, @pg_read_only",
     ),
     (
         "bad kind_not_in",

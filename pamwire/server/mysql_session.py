@@ -259,6 +259,16 @@ class MySqlSession:
                 seq,
             )
             raise SessionEnd
+        if response.capability_flags & codec.SSL:
+            # CLIENT_SSL was never offered: a full response claiming it arrived
+            # in plaintext, where the client believes it is protected (MY-01).
+            await self._refuse(
+                replies.ER_NOT_SUPPORTED_YET,
+                "pamwire: TLS is not supported yet; a login response with "
+                "CLIENT_SSL in plaintext is refused",
+                seq,
+            )
+            raise SessionEnd
         self.caps = response.capability_flags & ADVERTISED_CAPABILITIES
         self.application = _attribute(response.connect_attrs, "program_name")
         if response.character_set in _UNSAFE_COLLATIONS:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import os
 import pathlib
 import re
 import sqlite3
@@ -22,6 +21,7 @@ import attrs
 from pamwire.errors import AuthenticationError, ConfigError
 from pamwire.mysql.auth import mysql_verifiers
 from pamwire.pg.auth import ScramVerifier, make_scram_verifier
+from pamwire.sqlitefile import open_store
 
 log = logging.getLogger("pamwire.users")
 
@@ -61,11 +61,9 @@ _SCHEMA_V1 = (
     """,
 )
 
-# Statements that take a file from version N to N + 1, keyed by N.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
-
-# How long a writer waits for another process holding the write lock.
-_BUSY_TIMEOUT_MS = 5000
+# Statements that take a file from version N to N + 1, at index N.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
 @attrs.frozen
@@ -108,48 +106,7 @@ class UserStore:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        _create_private_file(path)
-        try:
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as error:
-            raise ConfigError(
-                f"cannot open user store: {error}", path=str(path)
-            ) from None
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.Error as error:
-            self._db.close()
-            raise ConfigError(
-                f"cannot open user store: {error}", path=str(path)
-            ) from None
-        except ConfigError:
-            self._db.close()
-            raise
-
-    def _migrate(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"user store schema version {version} is newer than "
-                    f"this pamwire supports ({SCHEMA_VERSION})",
-                    path=str(self.path),
-                )
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    self._db.execute(statement)
-                version += 1
-                self._db.execute(f"PRAGMA user_version = {version}")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self._db = open_store(path, what="user store", migrations=_MIGRATIONS)
 
     def add(self, name: str, password: str) -> Person:
         """Add a person; ConfigError if the name is invalid or taken."""
@@ -293,22 +250,3 @@ class _Transaction:
         traceback: TracebackType | None,
     ) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-
-def _create_private_file(path: pathlib.Path) -> None:
-    """Create `path` with mode 0600 unless it exists; warn if others can read it.
-
-    SQLite gives its -wal and -shm files the mode of the database file.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            log.warning("user store %s has mode %o; 600 is expected", path, mode)
-        return
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create user store: {error.strerror}", path=str(path)
-        ) from None
-    os.close(fd)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import enum
 import logging
-import os
 import pathlib
 import sqlite3
 import threading
@@ -22,15 +21,13 @@ from typing import Any
 
 import attrs
 
-from pamwire.errors import ConfigError
+from pamwire.sqlitefile import open_store
 
 log = logging.getLogger("pamwire.grants.store")
 
 # Bump when the schema changes, and add the step from the previous version to
 # _MIGRATIONS. PRAGMA user_version holds the version a file is at.
 SCHEMA_VERSION = 1
-
-_BUSY_TIMEOUT_MS = 5000
 
 
 class State(enum.StrEnum):
@@ -102,7 +99,8 @@ _SCHEMA_V1 = (
     """,
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _GRANT_COLUMNS = (
     "id, person, target, role, duration, reason, state, requested_at, approved_at,"
@@ -176,48 +174,7 @@ class GrantStore:
         """
         self.path = path
         self._lock = threading.Lock()
-        _create_private_file(path)
-        try:
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as error:
-            raise ConfigError(
-                f"cannot open grant store: {error}", path=str(path)
-            ) from None
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.Error as error:
-            self._db.close()
-            raise ConfigError(
-                f"cannot open grant store: {error}", path=str(path)
-            ) from None
-        except ConfigError:
-            self._db.close()
-            raise
-
-    def _migrate(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"grant store schema version {version} is newer than "
-                    f"this pamwire supports ({SCHEMA_VERSION})",
-                    path=str(self.path),
-                )
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    self._db.execute(statement)
-                version += 1
-                self._db.execute(f"PRAGMA user_version = {version}")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self._db = open_store(path, what="grant store", migrations=_MIGRATIONS)
 
     # -- reading ------------------------------------------------------------------
 
@@ -507,19 +464,3 @@ class _Transaction:
         traceback: TracebackType | None,
     ) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-
-def _create_private_file(path: pathlib.Path) -> None:
-    """Create `path` with mode 0600 unless it exists; warn if others can read it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            log.warning("grant store %s has mode %o; 600 is expected", path, mode)
-        return
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create grant store: {error.strerror}", path=str(path)
-        ) from None
-    os.close(fd)

@@ -9,16 +9,16 @@ variable, read only when a connection needs it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from pamwire import configschema
+from pamwire.configschema import field as _help
 from pamwire.errors import ConfigError
 
 if typing.TYPE_CHECKING:
@@ -28,10 +28,6 @@ DEFAULT_CONFIG_NAME = "pamwire.toml"
 CONFIG_ENV = "PAMWIRE_CONFIG"
 PROTOCOLS = ("postgres", "mysql")
 T = typing.TypeVar("T")
-
-
-def _help(text: str, default: Any = attrs.NOTHING, **kw: Any) -> Any:
-    return attrs.field(default=default, metadata={"help": text}, **kw)
 
 
 @attrs.frozen
@@ -220,7 +216,7 @@ _TOP_KEYS = ("listener", "target", "audit", "users", "rules")
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document."""
     fpath = str(path.resolve()) if path.exists() else str(path)
-    _check_keys(raw, _TOP_KEYS, "", fpath)
+    configschema.check_keys(raw, _TOP_KEYS, "", fpath)
 
     listeners_raw = raw.get("listener", [{"protocol": "postgres"}])
     if not isinstance(listeners_raw, list):
@@ -228,7 +224,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             "must be an array of tables ([[listener]])", path=fpath, key="listener"
         )
     listeners = tuple(
-        _with_default_port(_build(Listener, item, f"listener[{i}]", fpath))
+        _with_default_port(configschema.build(Listener, item, f"listener[{i}]", fpath))
         for i, item in enumerate(listeners_raw)
     )
 
@@ -242,15 +238,17 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         key = f"target.{name}"
         if not isinstance(item, dict):
             raise ConfigError("must be a table", path=fpath, key=key)
-        targets[name] = _build(Target, {**item, "name": name}, key, fpath)
+        targets[name] = configschema.build(
+            Target, item, key, fpath, extra={"name": name}
+        )
 
     config = Config(
         path=path.resolve() if path.exists() else path,
         listeners=listeners,
         targets=targets,
-        audit=_build(AuditConfig, raw.get("audit", {}), "audit", fpath),
-        users=_build(UsersConfig, raw.get("users", {}), "users", fpath),
-        rules=_build(RulesConfig, raw.get("rules", {}), "rules", fpath),
+        audit=configschema.build(AuditConfig, raw.get("audit", {}), "audit", fpath),
+        users=configschema.build(UsersConfig, raw.get("users", {}), "users", fpath),
+        rules=configschema.build(RulesConfig, raw.get("rules", {}), "rules", fpath),
     )
     _validate(config, fpath)
     return config
@@ -344,81 +342,6 @@ def _check_port(value: int, fpath: str, key: str, *, allow_zero: bool) -> None:
     low = 0 if allow_zero else 1
     if not low <= value <= 65535:
         raise ConfigError(f"{value} is not a port ({low}-65535)", path=fpath, key=key)
-
-
-def _check_keys(
-    raw: dict[str, Any], allowed: typing.Iterable[str], prefix: str, fpath: str
-) -> None:
-    allowed = list(allowed)
-    for key in raw:
-        if key not in allowed:
-            near = difflib.get_close_matches(key, allowed, n=1)
-            hint = (
-                f"; did you mean {near[0]!r}?"
-                if near
-                else f"; valid keys: {', '.join(allowed)}"
-            )
-            raise ConfigError(f"unknown key{hint}", path=fpath, key=f"{prefix}{key}")
-
-
-def _build(cls: type[T], raw: Any, key: str, fpath: str) -> T:
-    """Build an attrs record from a TOML table, checking keys and types."""
-    if not isinstance(raw, dict):
-        raise ConfigError("must be a table", path=fpath, key=key)
-    fields = attrs.fields(cls)  # type: ignore[arg-type]
-    public = [f.name for f in fields if f.name != "name"]
-    _check_keys({k: v for k, v in raw.items() if k != "name"}, public, f"{key}.", fpath)
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in fields:
-        if f.name not in raw:
-            if f.default is attrs.NOTHING:
-                raise ConfigError(
-                    "required key is missing", path=fpath, key=f"{key}.{f.name}"
-                )
-            continue
-        kwargs[f.name] = _coerce(raw[f.name], hints[f.name], f"{key}.{f.name}", fpath)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str, fpath: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, fpath)
-    if attrs.has(hint):
-        return _build(hint, value, key, fpath)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError("must be a list", path=fpath, key=key)
-        return tuple(
-            _coerce(v, args[0], f"{key}[{i}]", fpath) for i, v in enumerate(value)
-        )
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (str, int, float, bool):
-        if type(value) is not hint:
-            raise ConfigError(
-                f"must be {_type_name(hint)}, not {_type_name(type(value))}",
-                path=fpath,
-                key=key,
-            )
-        return value
-    raise ConfigError(
-        f"unsupported value {value!r}", path=fpath, key=key
-    )  # pragma: no cover
-
-
-def _type_name(t: Any) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-    }.get(t, getattr(t, "__name__", str(t)))
 
 
 def describe() -> str:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import difflib
 import re
-import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from pamwire import configschema
 from pamwire.config import Credential
+from pamwire.configschema import field as _help
 from pamwire.errors import ConfigError
 
 T = typing.TypeVar("T")
@@ -163,20 +164,8 @@ def split_template(text: str) -> list[tuple[str, str]]:
     return pieces
 
 
-def _meta(text: str, parse: Callable[[Any], Any] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"help": text}
-    if parse is not None:
-        metadata["parse"] = parse
-    return metadata
-
-
-def _help(
-    text: str,
-    default: Any = attrs.NOTHING,
-    *,
-    parse: Callable[[Any], Any] | None = None,
-) -> Any:
-    return attrs.field(default=default, metadata=_meta(text, parse))
+_meta = configschema.metadata
+_table = configschema.table
 
 
 @attrs.frozen
@@ -516,99 +505,7 @@ def _unknown(value: str, known: Iterable[str], fpath: str, key: str) -> None:
     raise ConfigError(f"unknown name {value!r}{hint}", path=fpath, key=key)
 
 
-def _table(raw: Any, key: str, fpath: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError("must be a table", path=fpath, key=key)
-    return raw
-
-
-def _build(
-    cls: type[T],
-    raw: Any,
-    key: str,
-    fpath: str,
-    *,
-    extra: dict[str, Any] | None = None,
-) -> T:
-    """Build an attrs record from a TOML table; fields without help are not keys."""
-    raw = _table(raw, key, fpath)
-    fields = [f for f in attrs.fields(cls) if "help" in f.metadata]  # type: ignore[arg-type]
-    names = [f.name for f in fields]
-    for name in raw:
-        if name not in names:
-            near = difflib.get_close_matches(name, names, n=1)
-            hint = (
-                f"; did you mean {near[0]!r}?"
-                if near
-                else f"; valid keys: {', '.join(names)}"
-            )
-            raise ConfigError(f"unknown key{hint}", path=fpath, key=f"{key}.{name}")
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = dict(extra or {})
-    for f in fields:
-        if f.name not in raw:
-            if f.default is attrs.NOTHING:
-                raise ConfigError(
-                    "required key is missing", path=fpath, key=f"{key}.{f.name}"
-                )
-            continue
-        field_key = f"{key}.{f.name}"
-        parse = f.metadata.get("parse")
-        if parse is not None:
-            try:
-                kwargs[f.name] = parse(raw[f.name])
-            except ValueError as error:
-                raise ConfigError(str(error), path=fpath, key=field_key) from None
-        else:
-            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], field_key, fpath)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str, fpath: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, fpath)
-    if attrs.has(hint):
-        return _build(hint, value, key, fpath)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError("must be a list", path=fpath, key=key)
-        return tuple(
-            _coerce(v, args[0], f"{key}[{i}]", fpath) for i, v in enumerate(value)
-        )
-    if origin is dict:
-        table = _table(value, key, fpath)
-        return {
-            name: _coerce(item, args[1], f"{key}.{name}", fpath)
-            for name, item in table.items()
-        }
-    if hint in (str, int, bool):
-        if type(value) is not hint:
-            raise ConfigError(
-                f"must be {_TYPE_NAMES[hint]}, not {_type_name(type(value))}",
-                path=fpath,
-                key=key,
-            )
-        return value
-    raise ConfigError(
-        f"unsupported value {value!r}", path=fpath, key=key
-    )  # pragma: no cover
-
-
-_TYPE_NAMES: dict[Any, str] = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "true or false",
-    list: "a list",
-    dict: "a table",
-}
-
-
-def _type_name(t: type) -> str:
-    return _TYPE_NAMES.get(t, t.__name__)
+_build = configschema.build
 
 
 def describe() -> str:

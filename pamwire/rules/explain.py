@@ -30,6 +30,12 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--role", help="grant role of the session (read-only, ...)")
     parser.add_argument("--user", default="explain", help="pamwire user name")
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="a group of the user, for when.group (repeatable)",
+    )
     parser.add_argument("--target", default="explain", help="configured target name")
     parser.add_argument(
         "--setting",
@@ -53,6 +59,7 @@ def run_explain(args: argparse.Namespace, ruleset: RuleSet) -> str:
         user=getattr(args, "user", None) or "explain",
         target=getattr(args, "target", None) or "explain",
         role=args.role,
+        groups=frozenset(getattr(args, "group", None) or ()),
     )
     report = explain(analysis, ruleset, ctx)
     if args.format == "json":

@@ -167,6 +167,16 @@ def _parser() -> argparse.ArgumentParser:
     add_explain_arguments(p)
     p.set_defaults(func=_cmd_rules_explain)
 
+    from pamwire.rules.replay import add_replay_arguments
+
+    p = rules_sub.add_parser(
+        "replay",
+        parents=[common],
+        help="re-decide audited statements with candidate rules",
+    )
+    add_replay_arguments(p)
+    p.set_defaults(func=_cmd_rules_replay)
+
     cfg = sub.add_parser("config", help="the configuration file")
     cfg_sub = cfg.add_subparsers(title="config commands", metavar="ACTION")
     p = cfg_sub.add_parser("check", parents=[common], help="validate the configuration")
@@ -346,6 +356,13 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
     ruleset = load_rules(_rule_paths(args))
     print(run_explain(args, ruleset))
     return 0
+
+
+def _cmd_rules_replay(args: argparse.Namespace) -> int:
+    from pamwire.rules.replay import run_replay
+
+    config = _config(args)
+    return run_replay(args, None, config.resolve(config.audit.path))
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

@@ -141,6 +141,14 @@ class Config:
     # The [grants] table and each target's grants table (pamwire/grants/config.py).
     grants: GrantsConfig | None = None
 
+    def groups_of(self, person: str) -> frozenset[str]:
+        """The groups a person belongs to ([grants.groups]), for `when.group`."""
+        if self.grants is None:
+            return frozenset()
+        return frozenset(
+            group for group, members in self.grants.groups.items() if person in members
+        )
+
     def target_for(self, protocol: str, name: str) -> Target | None:
         """The target of this protocol that clients reach with this database name."""
         for target in self.targets.values():

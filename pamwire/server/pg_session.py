@@ -141,6 +141,7 @@ class PgSession:
         self.login: SessionLogin | None = None
         self.end_reason: str | None = None
         self.recorder: SessionRecorder | None = None
+        self._rules_context: RuleContext | None = None
         self._relay_scope: trio.CancelScope | None = None
         # Set while later client messages wait for the server to apply a setting
         # that changes how statements are read (see _settle).
@@ -855,7 +856,14 @@ class PgSession:
     def _rule_context(self) -> RuleContext:
         assert self.user is not None and self.target is not None
         # The role of the session's grant, or the target's configured role.
-        return RuleContext(user=self.user, target=self.target.name, role=self.role)
+        if self._rules_context is None:
+            self._rules_context = RuleContext(
+                user=self.user,
+                target=self.target.name,
+                role=self.role,
+                groups=self.ctx.config.groups_of(self.user),
+            )
+        return self._rules_context
 
     # -- poison: denials placed by the server --
 

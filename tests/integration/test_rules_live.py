@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.integration.conftest import Proxy
@@ -65,3 +68,20 @@ def test_unreadable_search_path_change_is_denied(proxy: Proxy) -> None:
         "-c", "select set_config('search_path', a, false) from t limit 1", check=False
     )
     assert result.returncode != 0 and "unknown-search-path" in result.stderr
+
+
+def test_rules_replay_reports_what_candidate_rules_would_change(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    marker = f"select 'replay-candidate-{time.time_ns()}'"
+    proxy.psql("-c", marker)
+    candidate = tmp_path / "candidate.toml"
+    candidate.write_text(
+        '[[rule]]\nid = "no-selects"\ndescription = "x"\naction = "deny"\n'
+        'message = "reads are off today"\nwhen.kind = ["select"]\n'
+    )
+    result = proxy.pamwire(
+        "rules", "replay", "--since", "1h", "--format", "json", str(candidate)
+    )
+    assert result.returncode == 0, result.stderr
+    assert marker in result.stdout and "no-selects" in result.stdout

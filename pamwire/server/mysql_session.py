@@ -27,7 +27,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, NoReturn
 
 import attrs
@@ -179,6 +179,9 @@ class MySqlSession:
         self.login: SessionLogin | None = None
         self.upstream: mysql_upstream.UpstreamConnection | None = None
         self.caps = codec.PROTOCOL_41
+        # The login response and nonce, kept for COM_CHANGE_USER.
+        self._response: m.HandshakeResponse41 | None = None
+        self._scramble = b""
         self.database: str | None = None
         self.flavor = "mysql"
         self.server_version: tuple[int, int, int] = (8, 0, 0)
@@ -270,6 +273,8 @@ class MySqlSession:
             )
             raise SessionEnd
         self.caps = response.capability_flags & ADVERTISED_CAPABILITIES
+        self._response = response
+        self._scramble = scramble
         self.application = _attribute(response.connect_attrs, "program_name")
         if response.character_set in _UNSAFE_COLLATIONS:
             await self._refuse(
@@ -299,25 +304,38 @@ class MySqlSession:
         return got
 
     async def _authenticate(
-        self, person: str, response: m.HandshakeResponse41, scramble: bytes, seq: int
+        self,
+        person: str,
+        response: m.HandshakeResponse41,
+        scramble: bytes,
+        seq: int,
+        *,
+        read: Callable[[], Awaitable[tuple[bytes, Packet]]] | None = None,
+        fresh: bool = False,
     ) -> int:
-        """Check the person's answer; returns the next sequence id toward the client."""
+        """Check the person's answer; returns the next sequence id toward the client.
+
+        read gives the client's next packet (the login reader by default); with
+        fresh, an auth switch with a new nonce is always asked (COM_CHANGE_USER,
+        whose token would otherwise reuse the first login's nonce). A failure is
+        answered with ERR 1045 and ends the session (SessionEnd).
+        """
         verifiers = await self._verifiers(person)
         plugin = response.auth_plugin_name or auth.NATIVE_PASSWORD
-        if not response.capability_flags & codec.PLUGIN_AUTH:
+        can_switch = bool(response.capability_flags & codec.PLUGIN_AUTH)
+        if not can_switch:
             plugin = auth.NATIVE_PASSWORD
         token = response.auth_response
-        if plugin not in auth.SUPPORTED_PLUGINS:
+        if plugin not in auth.SUPPORTED_PLUGINS or (fresh and can_switch):
             # A plugin pamwire cannot check (ed25519, dialog, clear password...):
             # ask for the handshake's plugin instead, with a fresh nonce.
+            if plugin not in auth.SUPPORTED_PLUGINS:
+                plugin = HANDSHAKE_PLUGIN
             scramble = auth.new_scramble()
-            await self.client.send_all(
-                replies.auth_switch(HANDSHAKE_PLUGIN, scramble, seq)
-            )
-            block, packet = await self._login_packet()
+            await self.client.send_all(replies.auth_switch(plugin, scramble, seq))
+            block, packet = await (read or self._login_packet)()
             token = bytes(payload(block, packet))
             seq = (packet.last_sequence_id + 1) & 0xFF
-            plugin = HANDSHAKE_PLUGIN
         verifier = verifiers.get(plugin)
         if plugin == auth.NATIVE_PASSWORD:
             passed = verifier is not None and auth.native_password_verify(
@@ -968,16 +986,63 @@ class MySqlSession:
         await self._kill(checked, message.connection_id, False)
 
     async def _on_change_user(self, block: bytes, packet: Packet) -> None:
-        # TODO(mysql-change-user): re-authenticate the person at pamwire and log
-        # in upstream again; refused until then, never relayed.
-        await self._reply(
-            replies.not_supported(
-                "COM_CHANGE_USER is not supported; open a new connection to "
-                "change person or target",
-                self.seq,
-                self.caps,
-            )
+        """A new login on the same client connection; never relayed.
+
+        The old upstream connection is closed first (its session ends in the
+        trail), then the new person is checked at pamwire with a fresh nonce and
+        the database picks the target, logged in to afresh as for a first login.
+        Any failure ends the client connection, as the server's own answer does.
+        """
+        message = self._decode(block, packet)
+        assert isinstance(message, m.ComChangeUser) and self._response is not None
+        await self._audit_write(self._event("session_end", detail="change user"))
+        upstream, self.upstream = self.upstream, None
+        if _LIVE.get(self.conn_no) is self:
+            del _LIVE[self.conn_no]
+        if upstream is not None:
+            await _quit_upstream(upstream, self.caps)
+        self.statements.clear()
+        self.sql_statements.clear()
+        self.sql_mode = frozenset()
+        self.database = self.target = self.login = None
+        response = attrs.evolve(
+            self._response,
+            username=message.user,
+            auth_response=message.auth_response,
+            database=message.schema or None,
+            auth_plugin_name=message.auth_plugin_name,
+            character_set=message.character_set or self._response.character_set,
+            connect_attrs=message.connect_attrs or self._response.connect_attrs,
         )
+        self._response = response
+        if response.character_set in _UNSAFE_COLLATIONS:
+            await self._refuse(
+                replies.ER_NOT_SUPPORTED_YET,
+                f"pamwire: client character set {response.character_set} is not "
+                "supported (its characters can hide quotes); use utf8mb4",
+                self.seq,
+            )
+            raise SessionEnd
+        try:
+            person, role = split_login(message.user)
+        except PamwireError:
+            person, role = message.user, None
+        self.user = person
+        seq = await self._authenticate(
+            person,
+            response,
+            self._scramble,
+            self.seq,
+            read=self._next_login_packet,
+            fresh=True,
+        )
+        await self._connect_upstream(response, role, seq)
+
+    async def _next_login_packet(self) -> tuple[bytes, Packet]:
+        got = await self._next_client()
+        if got is None:
+            raise SessionEnd
+        return got
 
     async def _on_quit(self, block: bytes, packet: Packet) -> None:
         assert self.upstream is not None
@@ -1248,15 +1313,10 @@ class MySqlSession:
                 if self.busy:
                     # The client left mid-reply: stop the statement, do not let it run.
                     await self._kill_own_query()
-                if not self.quit:
-                    with trio.move_on_after(1):
-                        with contextlib.suppress(
-                            trio.BrokenResourceError, trio.ClosedResourceError
-                        ):
-                            await upstream.stream.send_all(
-                                codec.encode(m.ComQuit(), self.caps, 0)
-                            )
-                await trio.aclose_forcefully(upstream.stream)
+                if self.quit:
+                    await trio.aclose_forcefully(upstream.stream)
+                else:
+                    await _quit_upstream(upstream, self.caps)
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)
@@ -1276,6 +1336,16 @@ class MySqlSession:
                 query_only=False,
                 timeout=min(self.target.connect_timeout, 5.0),
             )
+
+
+async def _quit_upstream(
+    upstream: mysql_upstream.UpstreamConnection, caps: int
+) -> None:
+    """Say COM_QUIT to a server (for a second at most) and close the connection."""
+    with trio.move_on_after(1):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await upstream.stream.send_all(codec.encode(m.ComQuit(), caps, 0))
+    await trio.aclose_forcefully(upstream.stream)
 
 
 # -- pure helpers --------------------------------------------------------------------

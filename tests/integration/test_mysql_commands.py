@@ -314,15 +314,74 @@ def test_mysql_reset_connection_and_change_user(mysql_proxy: MysqlProxy) -> None
         conn.close()  # type: ignore[attr-defined]
     raw, caps = _logged_in(mysql_proxy)
     try:
-        change = m.ComChangeUser("alice", b"", "app")
+        raw.send(codec.encode_payload(m.ComStmtPrepare("SELECT 1"), caps), 0)
+        ok = codec.decode_stmt_prepare_ok(raw.recv()[1])
+        for _ in range(ok.num_columns + (0 if caps & codec.DEPRECATE_EOF else 1)):
+            raw.recv()
+        raw.send(codec.encode_payload(m.ComQuery("SET @v = 5"), caps), 0)
+        assert raw.recv()[1][0] == 0
+        change = m.ComChangeUser(
+            "alice", b"", "app", 45, auth.CACHING_SHA2_PASSWORD, None
+        )
         raw.send(codec.encode_payload(change, caps), 0)
+        # pamwire asks again with a fresh nonce, then answers as at login.
         seq, data = raw.recv()
-        error = codec.decode_err(data, caps)
-        assert seq == 1 and "COM_CHANGE_USER is not supported" in error.error_message
+        switch = codec.decode_auth_reply(data, codec.PROTOCOL_41)
+        assert seq == 1 and isinstance(switch, m.AuthSwitchRequest)
+        nonce = auth.plugin_nonce(switch.plugin_data)
+        raw.send(auth.caching_sha2_scramble("alice-pw", nonce), 2)
+        assert raw.recv() == (3, b"\x01\x03")
+        seq, data = raw.recv()
+        assert seq == 4 and data[0] == 0x00
+        # A new upstream connection: no user variable, no prepared statement.
+        raw.send(codec.encode_payload(m.ComQuery("SELECT @v"), caps), 0)
+        packets = []
+        while True:
+            seq, data = raw.recv()
+            packets.append(data)
+            if len(packets) > 2 and codec.is_end_of_rows(data[0], len(data)):
+                break
+        assert b"\xfb" in packets  # NULL
+        raw.send(codec.encode_payload(m.ComStmtExecute(ok.statement_id, 0), caps), 0)
+        seq, data = raw.recv()
+        assert codec.decode_err(data, caps).error_code == 1243
         raw.send(bytes([Command.COM_PING]), 0)
         assert raw.recv()[0] == 1
     finally:
         raw.close()
+
+
+def test_mysql_change_user_connector_and_wrong_password(
+    mysql_proxy: MysqlProxy,
+) -> None:
+    conn = _connector(mysql_proxy)
+    try:
+        cur = conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("SELECT CONNECTION_ID()")
+        (first,) = cur.fetchall()[0]
+        conn.cmd_change_user(  # type: ignore[attr-defined]
+            username="alice", password="alice-pw", database="app"
+        )
+        cur = conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("SELECT CONNECTION_ID(), DATABASE()")
+        (second, database) = cur.fetchall()[0]
+        assert second != first and database == "app"
+        with pytest.raises(mysql.connector.Error) as caught:
+            conn.cmd_change_user(  # type: ignore[attr-defined]
+                username="alice", password="wrong", database="app"
+            )
+        assert caught.value.errno == 1045
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+    count = mysql_proxy.server.sql(
+        "SELECT COUNT(*) FROM information_schema.processlist "
+        f"WHERE id IN ({first}, {second})"
+    )
+    assert count.split()[-1] == "0"
+    events = mysql_proxy.wait_for_event(
+        lambda e: e.get("kind") == "session_end" and e.get("detail") == "change user"
+    )
+    assert any(e.get("detail") == "change user" for e in events)
 
 
 def test_mysql_unknown_commands_refused(mysql_proxy: MysqlProxy) -> None:

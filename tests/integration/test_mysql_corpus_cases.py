@@ -167,6 +167,17 @@ def test_mysql_cli_300_rows(mysql_proxy: MysqlProxy) -> None:
     assert result.stdout.split() == [str(i) for i in range(1, 301)]
 
 
+def test_mysql_connector_prepared_1000_rows(mysql_proxy: MysqlProxy) -> None:
+    conn = _connector(mysql_proxy)
+    try:
+        cur = conn.cursor(prepared=True)  # type: ignore[attr-defined]
+        cur.execute("SELECT seq FROM seq_1_to_1000 WHERE seq > ?", (0,))
+        assert [r[0] for r in cur.fetchall()] == list(range(1, 1001))
+        cur.close()
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+
+
 # -- MY-09: mysql-connector's stored_results --
 
 

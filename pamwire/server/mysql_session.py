@@ -27,7 +27,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final, NoReturn
 
 import attrs
@@ -38,27 +38,25 @@ from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
     ClientProtocolError,
-    PamwireError,
     ProtocolError,
     ServerProtocolError,
 )
-from pamwire.grants.credentials import split_login
-from pamwire.mysql import auth, codec, replies
+from pamwire.mysql import codec, replies
 from pamwire.mysql import messages as m
-from pamwire.mysql.constants import Capability, Command, ServerStatus
+from pamwire.mysql.constants import Command, ServerStatus
 from pamwire.mysql.packets import Packet, PacketReader, frame, payload
 from pamwire.mysql.results import Outcome, ReplyTracker, Step
 from pamwire.mysql.statements import (
     leading_words,
     parse_kill,
-    parse_server_version,
     redact_mysql,
     unquote,
 )
 from pamwire.rules.engine import Decision, RuleContext, strongest
-from pamwire.server import mysql_upstream
+from pamwire.server import mysql_login, mysql_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
+from pamwire.server.mysql_login import ADVERTISED_CAPABILITIES, LIVE, SessionEnd
 from pamwire.sql import mysql as mysql_sql
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 
@@ -68,44 +66,12 @@ log = logging.getLogger("pamwire.mysql.session")
 # attributes is a few hundred bytes.
 LOGIN_PACKET_LIMIT: Final = 64 * 1024
 
-# What pamwire offers clients: the codec's capabilities, without TLS and
-# compression (neither is in SUPPORTED_CAPABILITIES).
-ADVERTISED_CAPABILITIES: Final = codec.SUPPORTED_CAPABILITIES
-
-# The plugin named in pamwire's handshake. Clients may answer with either
-# supported plugin (pamwire stores verifiers for both); any other is switched.
-HANDSHAKE_PLUGIN: Final = auth.CACHING_SHA2_PASSWORD
-
-# Capabilities that change packet layouts after login: both legs must agree.
-_LAYOUT_CAPABILITIES: Final = (
-    codec.PROTOCOL_41
-    | codec.DEPRECATE_EOF
-    | codec.SESSION_TRACK
-    | int(Capability.CLIENT_MULTI_RESULTS)
-    | int(Capability.CLIENT_PS_MULTI_RESULTS)
-)
-
-# Shown in the handshake when no target's version is known. A MariaDB version:
-# clients then pick utf8mb4_general_ci, which MySQL 8 knows too (the reverse,
-# utf8mb4_0900_ai_ci, MariaDB refuses).
-DEFAULT_SERVER_VERSION: Final = "5.5.5-10.11.0-MariaDB-pamwire"
-# Targets asked for their greeting when none is known, and for how long each.
-_VERSION_PROBES: Final = 3
-_VERSION_PROBE_TIMEOUT: Final = 1.0
-
 # Client packets read ahead of the command loop.
 _CLIENT_BUFFER: Final = 8
 
 # Connection ids pamwire presents. They start high so that an upstream id that
 # a client learnt from CONNECTION_ID() is unlikely to name a pamwire session.
 _CONNECTION_IDS = itertools.count(1_000_001)
-
-# Live sessions by pamwire connection id, for KILL. One pamwire process serves
-# one ServerContext, so a module-level table is enough.
-_LIVE: dict[int, MySqlSession] = {}
-
-# Server versions seen per target, shown in later handshakes.
-_SERVER_VERSIONS: dict[str, str] = {}
 
 _NO_BACKSLASH: Final = int(ServerStatus.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
 _ANSI_QUOTES_FLAG: Final = int(ServerStatus.SERVER_STATUS_ANSI_QUOTES)
@@ -114,15 +80,7 @@ _ANSI_QUOTES_MODES: Final = frozenset(
     {"ANSI_QUOTES", "ANSI", "DB2", "MAXDB", "MSSQL", "ORACLE", "POSTGRESQL"}
 )
 
-# Collations (handshake ids) of character sets whose multibyte characters can
-# end in a backslash or quote byte: pamwire would split the text differently
-# from the server (big5, sjis, gbk, cp932, gb18030).
-_UNSAFE_COLLATIONS: Final = frozenset({1, 13, 28, 84, 87, 88, 95, 96, 248, 249, 250})
 _UNSAFE_CHARSET_WORD = re.compile(r"\b(big5|sjis|gbk|cp932|gb18030)\b", re.IGNORECASE)
-
-
-class SessionEnd(Exception):
-    """The session is over; the client has been told why if it could be."""
 
 
 @attrs.define
@@ -233,260 +191,10 @@ class MySqlSession:
         finally:
             await self._close()
 
-    # -- login --
+    # -- login (pamwire/server/mysql_login.py) --
 
     async def _login(self) -> None:
-        scramble = auth.new_scramble()
-        await self.client.send_all(
-            replies.handshake(
-                connection_id=self.conn_no,
-                scramble=scramble,
-                capabilities=ADVERTISED_CAPABILITIES,
-                server_version=await self._presented_version(),
-                auth_plugin=HANDSHAKE_PLUGIN,
-            )
-        )
-        block, packet = await self._login_packet()
-        try:
-            response = codec.decode_handshake_response(payload(block, packet))
-        except ProtocolError as exc:
-            await self._refuse(replies.ER_HANDSHAKE_ERROR, "Bad handshake", 2)
-            raise SessionEnd from exc
-        seq = (packet.last_sequence_id + 1) & 0xFF
-        if isinstance(response, m.SSLRequest):
-            # TODO(tls): accept TLS on the client leg; CLIENT_SSL is not offered.
-            await self._refuse(
-                replies.ER_NOT_SUPPORTED_YET,
-                "pamwire: TLS is not supported yet; connect without TLS "
-                "(mariadb --ssl=0, ssl_disabled=True)",
-                seq,
-            )
-            raise SessionEnd
-        if response.capability_flags & codec.SSL:
-            # CLIENT_SSL was never offered: a full response claiming it arrived
-            # in plaintext, where the client believes it is protected (MY-01).
-            await self._refuse(
-                replies.ER_NOT_SUPPORTED_YET,
-                "pamwire: TLS is not supported yet; a login response with "
-                "CLIENT_SSL in plaintext is refused",
-                seq,
-            )
-            raise SessionEnd
-        self.caps = response.capability_flags & ADVERTISED_CAPABILITIES
-        self._response = response
-        self._scramble = scramble
-        self.application = _attribute(response.connect_attrs, "program_name")
-        if response.character_set in _UNSAFE_COLLATIONS:
-            await self._refuse(
-                replies.ER_NOT_SUPPORTED_YET,
-                f"pamwire: client character set {response.character_set} is not "
-                "supported (its characters can hide quotes); use utf8mb4",
-                seq,
-            )
-            raise SessionEnd
-        if len(self.ctx.sessions) >= self.max_clients:
-            await self._refuse(replies.ER_CON_COUNT_ERROR, "Too many connections", seq)
-            raise SessionEnd
-        try:
-            person, role = split_login(response.username)
-        except PamwireError:
-            person, role = response.username, None
-        self.user = person
-        seq = await self._authenticate(person, response, scramble, seq)
-        await self._connect_upstream(response, role, seq)
-
-    async def _login_packet(self) -> tuple[bytes, Packet]:
-        got = await self.packets.next()
-        if got is None:
-            raise SessionEnd
-        if self.packets.pending:
-            raise ClientProtocolError("client sent data before it was asked for")
-        return got
-
-    async def _authenticate(
-        self,
-        person: str,
-        response: m.HandshakeResponse41,
-        scramble: bytes,
-        seq: int,
-        *,
-        read: Callable[[], Awaitable[tuple[bytes, Packet]]] | None = None,
-        fresh: bool = False,
-    ) -> int:
-        """Check the person's answer; returns the next sequence id toward the client.
-
-        read gives the client's next packet (the login reader by default); with
-        fresh, an auth switch with a new nonce is always asked (COM_CHANGE_USER,
-        whose token would otherwise reuse the first login's nonce). A failure is
-        answered with ERR 1045 and ends the session (SessionEnd).
-        """
-        verifiers = await self._verifiers(person)
-        plugin = response.auth_plugin_name or auth.NATIVE_PASSWORD
-        can_switch = bool(response.capability_flags & codec.PLUGIN_AUTH)
-        if not can_switch:
-            plugin = auth.NATIVE_PASSWORD
-        token = response.auth_response
-        if plugin not in auth.SUPPORTED_PLUGINS or (fresh and can_switch):
-            # A plugin pamwire cannot check (ed25519, dialog, clear password...):
-            # ask for the handshake's plugin instead, with a fresh nonce.
-            if plugin not in auth.SUPPORTED_PLUGINS:
-                plugin = HANDSHAKE_PLUGIN
-            scramble = auth.new_scramble()
-            await self.client.send_all(replies.auth_switch(plugin, scramble, seq))
-            block, packet = await (read or self._login_packet)()
-            token = bytes(payload(block, packet))
-            seq = (packet.last_sequence_id + 1) & 0xFF
-        verifier = verifiers.get(plugin)
-        if plugin == auth.NATIVE_PASSWORD:
-            passed = verifier is not None and auth.native_password_verify(
-                token, scramble, verifier
-            )
-        else:
-            passed = verifier is not None and auth.caching_sha2_verify(
-                token, scramble, verifier
-            )
-        if not passed:
-            if verifiers == {} and person:
-                log.info("conn %s: no mysql verifiers for %r", self.conn_no, person)
-            log.info("conn %s: login failed for %r (%s)", self.conn_no, person, plugin)
-            self._audit_nowait(
-                "login_failed", detail=f"password check failed ({plugin})"
-            )
-            host = self.peer.rpartition(":")[0] or self.peer
-            await self._send_quietly(
-                replies.login_failed(
-                    response.username, host, seq, self.caps, using_password=bool(token)
-                )
-            )
-            raise SessionEnd
-        if plugin == auth.CACHING_SHA2_PASSWORD:
-            # pamwire always holds SHA256(SHA256(pw)), so the fast path is final
-            # and full authentication (which sends the password) is never asked.
-            await self.client.send_all(replies.fast_auth_success(seq))
-            seq = (seq + 1) & 0xFF
-        return seq
-
-    async def _verifiers(self, person: str) -> dict[str, bytes]:
-        def fetch() -> dict[str, bytes]:
-            found = self.ctx.users.get(person)
-            if found is None or found.disabled:
-                return {}
-            return self.ctx.users.verifiers(person)
-
-        try:
-            return await trio.to_thread.run_sync(fetch)
-        except PamwireError as exc:
-            log.error("conn %s: cannot read person %r: %s", self.conn_no, person, exc)
-            return {}
-
-    async def _connect_upstream(
-        self, response: m.HandshakeResponse41, role: str | None, seq: int
-    ) -> None:
-        assert self.user is not None
-        name = response.database or self.user
-        target = self.ctx.config.target_for("mysql", name)
-        if target is None or target.protocol != "mysql":
-            self._audit_nowait("login_failed", detail=f"unknown target {name!r}")
-            await self._send_quietly(replies.unknown_target(name, seq, self.caps))
-            raise SessionEnd
-        self.target = target
-        try:
-            login = await trio.to_thread.run_sync(
-                self.ctx.credentials.login_for, self.user, target, role
-            )
-        except PamwireError as exc:
-            log.info("conn %s: no login for %s: %s", self.conn_no, target.name, exc)
-            self._audit_nowait("login_failed", detail=str(exc))
-            await self._refuse(replies.ER_ACCESS_DENIED_ERROR, f"pamwire: {exc}", seq)
-            raise SessionEnd from None
-        self.login = login
-        try:
-            upstream = await mysql_upstream.connect(
-                target.host,
-                target.port,
-                database=target.database,
-                credential=login.credential,
-                capabilities=self.caps,
-                character_set=response.character_set,
-                max_packet_size=response.max_packet_size,
-                connect_attrs=response.connect_attrs,
-                timeout=target.connect_timeout,
-            )
-        except mysql_upstream.UpstreamRefused as exc:
-            err = exc.error
-            log.info("conn %s: target %s refused login: %s", self.conn_no, name, exc)
-            self._audit_nowait("login_failed", detail=f"upstream refused: {exc}")
-            await self._send_quietly(
-                codec.encode(err, self.caps | codec.PROTOCOL_41, seq)
-            )
-            raise SessionEnd from None
-        except mysql_upstream.UpstreamUnavailable as exc:
-            log.warning("conn %s: target %s unavailable: %s", self.conn_no, name, exc)
-            self._audit_nowait("login_failed", detail=f"target unavailable: {exc}")
-            await self._refuse(
-                replies.TARGET_UNAVAILABLE,
-                f"pamwire: target '{target.name}' is unavailable: {exc}",
-                seq,
-            )
-            raise SessionEnd from None
-        self.upstream = upstream
-        _SERVER_VERSIONS[target.name] = upstream.server_version
-        differ = (self.caps ^ upstream.capabilities) & _LAYOUT_CAPABILITIES
-        if differ:
-            # TODO(mysql-eof-translation): translate EOF and OK framing between
-            # legs; until then a server lacking what the client chose is refused.
-            await self._refuse(
-                replies.ER_NOT_SUPPORTED_YET,
-                f"pamwire: target '{target.name}' lacks client capabilities "
-                f"0x{differ:x}; connect with a client that does not ask for them",
-                seq,
-            )
-            raise SessionEnd
-        self.flavor, self.server_version = parse_server_version(upstream.server_version)
-        self.database = target.database
-        self.status = upstream.ok.status_flags
-        await self._refresh_sql_mode()
-        _LIVE[self.conn_no] = self
-        self.ctx.sessions.add(self)
-        await self._audit_write(self._event("session_start"))
-        await self.client.send_all(
-            replies.ok(
-                self.caps,
-                seq,
-                status_flags=self.status,
-                session_state=upstream.ok.session_state_info,
-            )
-        )
-        log.info(
-            "conn %s: session %s user=%s target=%s upstream id %s from %s",
-            self.conn_no,
-            self.id,
-            self.user,
-            target.name,
-            upstream.connection_id,
-            self.peer,
-        )
-
-    async def _presented_version(self) -> str:
-        """The version to greet with: that of the first MySQL target that is known.
-
-        The client has not named its target yet, so pamwire shows the version of
-        the first configured one it has met (asking a target for its greeting if
-        none is known yet). Clients pick collations and features by it.
-        """
-        targets = [t for t in self.ctx.config.targets.values() if t.protocol == "mysql"]
-        for target in targets:
-            known = _SERVER_VERSIONS.get(target.name)
-            if known is not None:
-                return known
-        for target in targets[:_VERSION_PROBES]:
-            version = await mysql_upstream.probe_version(
-                target.host, target.port, timeout=_VERSION_PROBE_TIMEOUT
-            )
-            if version is not None:
-                _SERVER_VERSIONS[target.name] = version
-                return version
-        return DEFAULT_SERVER_VERSION
+        await mysql_login.login(self)
 
     # -- commands --
 
@@ -986,63 +694,7 @@ class MySqlSession:
         await self._kill(checked, message.connection_id, False)
 
     async def _on_change_user(self, block: bytes, packet: Packet) -> None:
-        """A new login on the same client connection; never relayed.
-
-        The old upstream connection is closed first (its session ends in the
-        trail), then the new person is checked at pamwire with a fresh nonce and
-        the database picks the target, logged in to afresh as for a first login.
-        Any failure ends the client connection, as the server's own answer does.
-        """
-        message = self._decode(block, packet)
-        assert isinstance(message, m.ComChangeUser) and self._response is not None
-        await self._audit_write(self._event("session_end", detail="change user"))
-        upstream, self.upstream = self.upstream, None
-        if _LIVE.get(self.conn_no) is self:
-            del _LIVE[self.conn_no]
-        if upstream is not None:
-            await _quit_upstream(upstream, self.caps)
-        self.statements.clear()
-        self.sql_statements.clear()
-        self.sql_mode = frozenset()
-        self.database = self.target = self.login = None
-        response = attrs.evolve(
-            self._response,
-            username=message.user,
-            auth_response=message.auth_response,
-            database=message.schema or None,
-            auth_plugin_name=message.auth_plugin_name,
-            character_set=message.character_set or self._response.character_set,
-            connect_attrs=message.connect_attrs or self._response.connect_attrs,
-        )
-        self._response = response
-        if response.character_set in _UNSAFE_COLLATIONS:
-            await self._refuse(
-                replies.ER_NOT_SUPPORTED_YET,
-                f"pamwire: client character set {response.character_set} is not "
-                "supported (its characters can hide quotes); use utf8mb4",
-                self.seq,
-            )
-            raise SessionEnd
-        try:
-            person, role = split_login(message.user)
-        except PamwireError:
-            person, role = message.user, None
-        self.user = person
-        seq = await self._authenticate(
-            person,
-            response,
-            self._scramble,
-            self.seq,
-            read=self._next_login_packet,
-            fresh=True,
-        )
-        await self._connect_upstream(response, role, seq)
-
-    async def _next_login_packet(self) -> tuple[bytes, Packet]:
-        got = await self._next_client()
-        if got is None:
-            raise SessionEnd
-        return got
+        await mysql_login.change_user(self, block, packet)
 
     async def _on_quit(self, block: bytes, packet: Packet) -> None:
         assert self.upstream is not None
@@ -1055,7 +707,7 @@ class MySqlSession:
     async def _kill(self, checked: _Checked, connection_id: int, query: bool) -> None:
         """KILL [QUERY] n where n is a pamwire connection id of the same person."""
         started = time.monotonic()
-        victim = _LIVE.get(connection_id)
+        victim = LIVE.get(connection_id)
         if (
             victim is None
             or victim.user != self.user
@@ -1295,8 +947,8 @@ class MySqlSession:
                 await self.client.send_all(data)
 
     async def _close(self) -> None:
-        if _LIVE.get(self.conn_no) is self:
-            del _LIVE[self.conn_no]
+        if LIVE.get(self.conn_no) is self:
+            del LIVE[self.conn_no]
         self.ctx.sessions.discard(self)
         with trio.CancelScope(shield=True):
             if self.end_reason is not None:
@@ -1316,7 +968,7 @@ class MySqlSession:
                 if self.quit:
                     await trio.aclose_forcefully(upstream.stream)
                 else:
-                    await _quit_upstream(upstream, self.caps)
+                    await mysql_upstream.close_with_quit(upstream, self.caps)
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)
@@ -1336,16 +988,6 @@ class MySqlSession:
                 query_only=False,
                 timeout=min(self.target.connect_timeout, 5.0),
             )
-
-
-async def _quit_upstream(
-    upstream: mysql_upstream.UpstreamConnection, caps: int
-) -> None:
-    """Say COM_QUIT to a server (for a second at most) and close the connection."""
-    with trio.move_on_after(1):
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await upstream.stream.send_all(codec.encode(m.ComQuit(), caps, 0))
-    await trio.aclose_forcefully(upstream.stream)
 
 
 # -- pure helpers --------------------------------------------------------------------
@@ -1398,13 +1040,6 @@ def _statement_id(block: bytes, packet: Packet) -> int:
         raise ClientProtocolError("statement command shorter than 5 bytes")
     start = packet.start + 5  # header (4) and command byte
     return int.from_bytes(block[start : start + 4], "little")
-
-
-def _attribute(attrs_: tuple[tuple[str, str], ...] | None, name: str) -> str | None:
-    for key, value in attrs_ or ():
-        if key == name:
-            return value
-    return None
 
 
 def _peer(stream: trio.SocketStream) -> str:

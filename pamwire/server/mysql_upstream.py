@@ -166,6 +166,14 @@ async def _next(packets: PacketStream) -> tuple[bytes, Packet]:
     return got
 
 
+async def close_with_quit(conn: UpstreamConnection, caps: int) -> None:
+    """Say COM_QUIT to the server (for a second at most) and close the connection."""
+    with trio.move_on_after(1):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await conn.stream.send_all(codec.encode(m.ComQuit(), caps, 0))
+    await trio.aclose_forcefully(conn.stream)
+
+
 async def probe_version(host: str, port: int, *, timeout: float) -> str | None:
     """The server version a server greets with, without logging in; None if silent.
 

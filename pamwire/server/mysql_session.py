@@ -53,7 +53,7 @@ from pamwire.mysql.statements import (
     unquote,
 )
 from pamwire.rules.engine import Decision, RuleContext, strongest
-from pamwire.server import mysql_login, mysql_upstream
+from pamwire.server import mysql_kill, mysql_login, mysql_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
 from pamwire.server.mysql_login import ADVERTISED_CAPABILITIES, LIVE, SessionEnd
@@ -426,7 +426,7 @@ class MySqlSession:
             await self._deny_audit_down()
             return
         if checked.kill is not None:
-            await self._kill(checked, *checked.kill)
+            await mysql_kill.kill(self, checked, *checked.kill)
             return
         for kind, name, decision in checked.prepares:
             if kind == "prepare":
@@ -691,7 +691,7 @@ class MySqlSession:
             await self._deny(checked)
             return
         await self._write_events(checked.events)
-        await self._kill(checked, message.connection_id, False)
+        await mysql_kill.kill(self, checked, message.connection_id, False)
 
     async def _on_change_user(self, block: bytes, packet: Packet) -> None:
         await mysql_login.change_user(self, block, packet)
@@ -701,78 +701,6 @@ class MySqlSession:
         self.quit = True
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.upstream.stream.send_all(block[packet.start : packet.end])
-
-    # -- KILL --
-
-    async def _kill(self, checked: _Checked, connection_id: int, query: bool) -> None:
-        """KILL [QUERY] n where n is a pamwire connection id of the same person."""
-        started = time.monotonic()
-        victim = LIVE.get(connection_id)
-        if (
-            victim is None
-            or victim.user != self.user
-            or victim.upstream is None
-            or victim.login is None
-            or victim.target is None
-        ):
-            reply = replies.unknown_thread(connection_id, self.seq, self.caps)
-            self._complete_kill(checked, started, "error", "HY000")
-            await self._reply(reply)
-            return
-        target = victim.target
-        try:
-            error = await mysql_upstream.kill(
-                target.host,
-                target.port,
-                victim.login.credential,
-                victim.upstream.connection_id,
-                query_only=query,
-                timeout=target.connect_timeout,
-            )
-        except (
-            mysql_upstream.UpstreamUnavailable,
-            mysql_upstream.UpstreamRefused,
-        ) as exc:
-            log.warning(
-                "conn %s: kill of %s failed: %s", self.conn_no, connection_id, exc
-            )
-            self._complete_kill(checked, started, "error", "HY000")
-            await self._reply(
-                replies.error(
-                    replies.ER_UNKNOWN_ERROR,
-                    f"pamwire: kill of {connection_id} failed: {exc}",
-                    self.seq,
-                    self.caps,
-                )
-            )
-            return
-        if error is not None:
-            self._complete_kill(checked, started, "error", error.sql_state)
-            await self._reply(
-                codec.encode(error, self.caps | codec.PROTOCOL_41, self.seq)
-            )
-            return
-        self._complete_kill(checked, started, "ok", None)
-        if victim is self and not query:
-            await self._reply(
-                replies.error(
-                    replies.ER_CONNECTION_KILLED,
-                    "Connection was killed",
-                    self.seq,
-                    self.caps,
-                )
-            )
-            raise SessionEnd
-        await self._reply(replies.ok(self.caps, self.seq, status_flags=self.status))
-
-    def _complete_kill(
-        self, checked: _Checked, started: float, outcome: str, state: str | None
-    ) -> None:
-        elapsed = (time.monotonic() - started) * 1000
-        for event in checked.events:
-            self.ctx.audit.complete(
-                Completion(event.event_id, elapsed, outcome, state, None)
-            )
 
     # -- session state --
 
@@ -974,20 +902,7 @@ class MySqlSession:
         log.debug("conn %s: closed", self.conn_no)
 
     async def _kill_own_query(self) -> None:
-        assert self.upstream is not None
-        if self.login is None or self.target is None:
-            return
-        with contextlib.suppress(
-            mysql_upstream.UpstreamUnavailable, mysql_upstream.UpstreamRefused
-        ):
-            await mysql_upstream.kill(
-                self.target.host,
-                self.target.port,
-                self.login.credential,
-                self.upstream.connection_id,
-                query_only=False,
-                timeout=min(self.target.connect_timeout, 5.0),
-            )
+        await mysql_kill.kill_own_query(self)
 
 
 # -- pure helpers --------------------------------------------------------------------

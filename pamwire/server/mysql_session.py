@@ -760,7 +760,13 @@ class MySqlSession:
 
     def _rule_context(self) -> RuleContext:
         assert self.user is not None and self.target is not None
-        return RuleContext(user=self.user, target=self.target.name, role=self.role)
+        return RuleContext(
+            user=self.user,
+            target=self.target.name,
+            role=self.role,
+            dialect="mysql",
+            groups=self.ctx.config.groups_of(self.user),
+        )
 
     # -- audit --
 

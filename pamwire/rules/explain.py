@@ -1,7 +1,9 @@
 """`pamwire rules explain`: each statement's facts, the rules that matched, the verdict.
 
 The CLI adds these arguments to its ``rules explain`` sub-command and prints what
-``run_explain`` returns. Only PostgreSQL is analysed for now.
+``run_explain`` returns. PostgreSQL text is read with pglast, MySQL/MariaDB text
+with pamwire's sqlglot-based reader, each with the settings given on the command
+line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from pamwire.errors import ConfigError
 from pamwire.rules.engine import Decision, RuleContext, RuleSet, strongest
-from pamwire.sql import pg
+from pamwire.sql import mysql, pg
 from pamwire.sql.facts import StatementFacts
 
 DIALECTS = ("postgres", "mysql")
@@ -20,6 +22,7 @@ FORMATS = ("table", "json")
 
 # Settings of --setting that change how text is read or names resolve.
 _SETTINGS = ("standard_conforming_strings", "search_path")
+_MYSQL_SETTINGS = ("sql_mode", "database", "flavor", "version")
 _OFF = frozenset({"off", "false", "no", "0"})
 
 
@@ -42,7 +45,10 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="session setting: " + ", ".join(_SETTINGS),
+        help="session setting; postgres: "
+        + ", ".join(_SETTINGS)
+        + "; mysql: "
+        + ", ".join(_MYSQL_SETTINGS),
     )
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("sql", help="the statement text, as the client sends it")
@@ -50,15 +56,15 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_explain(args: argparse.Namespace, ruleset: RuleSet) -> str:
     """Decide ``args.sql`` and describe how; ConfigError for a bad argument."""
-    if args.dialect != "postgres":
-        raise ConfigError(
-            f"dialect {args.dialect!r} cannot be explained yet; allowed: postgres"
-        )
-    analysis = pg.analyze(args.sql, **_session(args.setting))
+    if args.dialect == "mysql":
+        analysis = mysql.analyze(args.sql, **_mysql_session(args.setting))
+    else:
+        analysis = pg.analyze(args.sql, **_session(args.setting))
     ctx = RuleContext(
         user=getattr(args, "user", None) or "explain",
         target=getattr(args, "target", None) or "explain",
         role=args.role,
+        dialect=args.dialect,
         groups=frozenset(getattr(args, "group", None) or ()),
     )
     report = explain(analysis, ruleset, ctx)
@@ -124,6 +130,34 @@ def _session(settings: list[str]) -> dict[str, Any]:
         else:
             schemas = (part.strip().strip('"') for part in value.split(","))
             session[name] = tuple(schema for schema in schemas if schema)
+    return session
+
+
+def _mysql_session(settings: list[str]) -> dict[str, Any]:
+    """Keyword arguments of pamwire.sql.mysql.analyze from NAME=VALUE settings."""
+    session: dict[str, Any] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        value = value.strip()
+        if not sep or name not in _MYSQL_SETTINGS:
+            raise ConfigError(
+                f"unknown setting {item!r}; allowed: "
+                + ", ".join(f"{each}=VALUE" for each in _MYSQL_SETTINGS)
+            )
+        if name == "sql_mode":
+            modes = {m.strip().upper() for m in value.split(",")}
+            session["ansi_quotes"] = bool(modes & {"ANSI_QUOTES", "ANSI"})
+            session["no_backslash_escapes"] = "NO_BACKSLASH_ESCAPES" in modes
+        elif name == "database":
+            session["database"] = value or None
+        elif name == "flavor":
+            session["flavor"] = value.lower()
+        else:
+            parts = value.split(".")
+            if len(parts) != 3 or not all(p.isdigit() for p in parts):
+                raise ConfigError(f"version {value!r} is not like 10.11.6")
+            session["server_version"] = tuple(int(p) for p in parts)
     return session
 
 

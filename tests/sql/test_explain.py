@@ -84,8 +84,36 @@ def test_explain_unparsable(policy: RuleSet) -> None:
 def test_explain_bad_arguments(policy: RuleSet) -> None:
     with pytest.raises(ConfigError, match="unknown setting 'timezone=utc'"):
         run_explain(_args("--setting", "timezone=utc", "SELECT 1"), policy)
-    with pytest.raises(ConfigError, match="dialect 'mysql'"):
-        run_explain(_args("--dialect", "mysql", "SELECT 1"), policy)
+    with pytest.raises(ConfigError, match="unknown setting 'search_path=x'"):
+        run_explain(
+            _args("--dialect", "mysql", "--setting", "search_path=x", "SELECT 1"),
+            policy,
+        )
+
+
+def test_explain_mysql_reads_with_the_session_sql_mode(policy: RuleSet) -> None:
+    # With NO_BACKSLASH_ESCAPES the backslash ends the string, and the DELETE
+    # after it is a statement of its own.
+    text = "SELECT 'a\\' ; DELETE FROM t; -- '"
+    plain = json.loads(
+        run_explain(_args("--dialect", "mysql", "--format", "json", text), policy)
+    )
+    no_escapes = json.loads(
+        run_explain(
+            _args(
+                "--dialect",
+                "mysql",
+                "--setting",
+                "sql_mode=NO_BACKSLASH_ESCAPES",
+                "--format",
+                "json",
+                text,
+            ),
+            policy,
+        )
+    )
+    assert plain["verdict"] == "allow"
+    assert no_escapes["verdict"] == "deny"
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ from pamwire.server import mysql_kill, mysql_login, mysql_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
 from pamwire.server.mysql_login import ADVERTISED_CAPABILITIES, LIVE, SessionEnd
+from pamwire.server.session_events import SessionEvents, peer_address
 from pamwire.sql import mysql as mysql_sql
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 
@@ -125,12 +126,12 @@ class MySqlSession:
         self.login_timeout = login_timeout
         self.max_clients = max_clients
         self.id = secrets.token_hex(6)
-        self._event_numbers = itertools.count(1)
+        self.events = SessionEvents("mysql", redact_mysql)
         self.conn_no = next(_CONNECTION_IDS)
         self.packets = mysql_upstream.PacketStream(
             stream, PacketReader(max_packet_size=LOGIN_PACKET_LIMIT)
         )
-        self.peer = _peer(stream)
+        self.peer = peer_address(stream)
         self.user: str | None = None
         self.target: Target | None = None
         self.application: str | None = None
@@ -771,21 +772,7 @@ class MySqlSession:
     # -- audit --
 
     def _event(self, kind: str, **fields: Any) -> AuditEvent:
-        login = self.login
-        return AuditEvent(
-            event_id=f"{self.id}{next(self._event_numbers):08x}",
-            time=time.time(),
-            kind=kind,
-            session=self.id,
-            user=self.user,
-            target=self.target.name if self.target else None,
-            client_addr=self.peer,
-            application=self.application,
-            grant=str(login.grant_id) if login and login.grant_id is not None else None,
-            db_account=login.credential.user if login else None,
-            protocol="mysql",
-            **fields,
-        )
+        return self.events.event(self, kind, **fields)
 
     def _statement_event(
         self,
@@ -794,19 +781,7 @@ class MySqlSession:
         decision: Decision,
         operation: str,
     ) -> AuditEvent:
-        return self._event(
-            "statement",
-            statement=redact_mysql(text),
-            verdict=decision.verdict,
-            rule=decision.rule,
-            message=decision.message,
-            statement_kind=facts.kind if facts else None,
-            fingerprint=facts.fingerprint if facts else None,
-            operation=operation,
-            tables_read=facts.tables_read if facts else (),
-            tables_written=facts.tables_written if facts else (),
-            functions=facts.functions if facts else (),
-        )
+        return self.events.statement(self, text, facts, decision, operation)
 
     def _complete(
         self, events: list[AuditEvent], outcome: Outcome, elapsed: float, *, calls: bool
@@ -961,14 +936,6 @@ def _statement_id(block: bytes, packet: Packet) -> int:
         raise ClientProtocolError("statement command shorter than 5 bytes")
     start = packet.start + 5  # header (4) and command byte
     return int.from_bytes(block[start : start + 4], "little")
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "unknown"
-    return f"{host}:{port}"
 
 
 __all__ = ["ADVERTISED_CAPABILITIES", "MySqlSession"]

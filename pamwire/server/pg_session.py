@@ -23,7 +23,6 @@ import itertools
 import logging
 import re
 import secrets
-import time
 
 import attrs
 import trio
@@ -72,6 +71,7 @@ from pamwire.rules.engine import Decision, RuleContext
 from pamwire.server import pg_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
+from pamwire.server.session_events import SessionEvents, peer_address
 from pamwire.sql import pg as pg_sql
 from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import Analysis, StatementFacts
@@ -128,11 +128,10 @@ class PgSession:
         self.ctx = ctx
         self.client = stream
         self.id = secrets.token_hex(6)
-        # Event ids: the session's random id and a counter, so no syscall per event.
-        self._event_numbers = itertools.count(1)
+        self.events = SessionEvents("postgres", redact_pg)
         self.conn_no = next(_SESSION_IDS)
         self.reader = FrameReader(startup=True, max_message_size=max_message_size)
-        self.peer = _peer(stream)
+        self.peer = peer_address(stream)
         self.user: str | None = None
         self.target: Target | None = None
         self.application: str | None = None
@@ -971,20 +970,7 @@ class PgSession:
     # -- audit --
 
     def _event(self, kind: str, **fields: object) -> AuditEvent:
-        login = self.login
-        return AuditEvent(
-            event_id=f"{self.id}{next(self._event_numbers):08x}",
-            time=time.time(),
-            kind=kind,
-            session=self.id,
-            user=self.user,
-            target=self.target.name if self.target else None,
-            client_addr=self.peer,
-            application=self.application,
-            grant=str(login.grant_id) if login and login.grant_id is not None else None,
-            db_account=login.credential.user if login else None,
-            **fields,  # type: ignore[arg-type]
-        )
+        return self.events.event(self, kind, **fields)
 
     def _statement_event(
         self,
@@ -993,22 +979,7 @@ class PgSession:
         decision: Decision,
         operation: str,
     ) -> AuditEvent:
-        # Secrets (passwords in CREATE ROLE, user mappings, dblink connection
-        # strings) are cut from the stored text; the fingerprint, taken from the
-        # original, still correlates.
-        return self._event(
-            "statement",
-            statement=redact_pg(text),
-            verdict=decision.verdict,
-            rule=decision.rule,
-            message=decision.message,
-            statement_kind=facts.kind if facts else None,
-            fingerprint=facts.fingerprint if facts else None,
-            operation=operation,
-            tables_read=facts.tables_read if facts else (),
-            tables_written=facts.tables_written if facts else (),
-            functions=facts.functions if facts else (),
-        )
+        return self.events.statement(self, text, facts, decision, operation)
 
     async def _write_events(self, events: list[AuditEvent]) -> bool:
         """Write events before forwarding; False if the trail could not take them."""
@@ -1129,11 +1100,3 @@ _AUDIT_DOWN = Decision(
     "audit-unavailable",
     "the audit trail cannot be written, so nothing is forwarded",
 )
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "unknown"
-    return f"{host}:{port}"

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pamwire.pgcluster import PostgresCluster, free_port
 from tests.conftest import SUPERUSER_PASSWORD
+from tests.integration.pamwire_process import PamwireProcess
 
 PERSON = "alice"
 PERSON_PASSWORD = "alice-pw"
@@ -86,18 +84,14 @@ files = {rules}
 """
 
 
-class Proxy:
-    """A running pamwire: its port, its files, and helpers to drive it."""
+class Proxy(PamwireProcess):
+    """A running pamwire for PostgreSQL clients, with psql helpers."""
 
     def __init__(
         self, workdir: Path, port: int, pg: PostgresCluster, env: dict[str, str]
     ):
-        self.workdir = workdir
-        self.port = port
+        super().__init__(workdir, port, env)
         self.pg = pg
-        self.env = env
-        self.config = workdir / "pamwire.toml"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def dsn(self, database: str = TARGET, user: str = PERSON, **extra: str) -> str:
         parts = {
@@ -126,75 +120,6 @@ class Proxy:
         if check and result.returncode != 0:
             raise AssertionError(f"psql failed ({result.returncode}): {result.stderr}")
         return result
-
-    def pamwire(
-        self, *args: str, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "pamwire.cli", *args, "--config", str(self.config)]
-        return subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=60, env=self.env
-        )
-
-    def log_events(self, *args: str) -> list[dict[str, object]]:
-        """The audit trail as JSON objects, via `pamwire log search --format json`."""
-        result = self.pamwire(
-            "log", "search", "--format", "json", "--limit", "100000", *args
-        )
-        assert result.returncode == 0, result.stderr
-        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-    def wait_for_event(
-        self, predicate: Callable[[dict[str, object]], bool], timeout: float = 5.0
-    ) -> list[dict[str, object]]:
-        """Poll the trail until an event satisfies predicate (completions lag)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            events = self.log_events()
-            if any(predicate(e) for e in events) or time.monotonic() > deadline:
-                return events
-            time.sleep(0.1)
-
-    def start(self) -> None:
-        log = (self.workdir / "pamwire.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pamwire.cli",
-                "serve",
-                "--config",
-                str(self.config),
-            ],
-            stdout=log,
-            stderr=log,
-            env=self.env,
-            cwd=self.workdir,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pamwire exited: {self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"pamwire did not start: {self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / "pamwire.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _start_proxy(

@@ -18,18 +18,15 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pamwire.mariadbcluster import MariaDBServer
 from pamwire.pgcluster import free_port
+from tests.integration.pamwire_process import PamwireProcess
 from tests.mysql.conftest import (
     APP_DATABASE,
     APP_PASSWORD,
@@ -105,17 +102,14 @@ files = {rules}
 """
 
 
-class MysqlProxy:
-    """A running pamwire with a MySQL listener: its port, files and helpers."""
+class MysqlProxy(PamwireProcess):
+    """A running pamwire with a MySQL listener, with mariadb-client helpers."""
 
     def __init__(self, workdir: pathlib.Path, port: int, server: MariaDBServer):
-        self.workdir = workdir
-        self.port = port
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
+        env["PAMWIRE_TEST_APP_PASSWORD"] = APP_PASSWORD
+        super().__init__(workdir, port, env)
         self.server = server
-        self.config = workdir / "pamwire.toml"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
-        self.env["PAMWIRE_TEST_APP_PASSWORD"] = APP_PASSWORD
-        self.process: subprocess.Popen[bytes] | None = None
 
     def connect_args(self, **extra: Any) -> dict[str, Any]:
         """Keyword arguments for PyMySQL or mysql-connector through pamwire."""
@@ -167,75 +161,6 @@ class MysqlProxy:
                 f"mariadb failed ({result.returncode}): {result.stderr}"
             )
         return result
-
-    def pamwire(
-        self, *args: str, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "pamwire.cli", *args, "--config", str(self.config)]
-        return subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=60, env=self.env
-        )
-
-    def log_events(self, *args: str) -> list[dict[str, Any]]:
-        """The audit trail as JSON objects, via `pamwire log search --format json`."""
-        result = self.pamwire(
-            "log", "search", "--format", "json", "--limit", "100000", *args
-        )
-        assert result.returncode == 0, result.stderr
-        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-    def wait_for_event(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-    ) -> list[dict[str, Any]]:
-        """Poll the trail until an event satisfies predicate (completions lag)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            events = self.log_events()
-            if any(predicate(e) for e in events) or time.monotonic() > deadline:
-                return events
-            time.sleep(0.1)
-
-    def start(self) -> None:
-        log = (self.workdir / "pamwire.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pamwire.cli",
-                "serve",
-                "--config",
-                str(self.config),
-            ],
-            stdout=log,
-            stderr=log,
-            env=self.env,
-            cwd=self.workdir,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pamwire exited: {self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"pamwire did not start: {self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / "pamwire.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 _shared: dict[str, Any] = {}

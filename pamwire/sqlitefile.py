@@ -6,11 +6,12 @@ brings its own list of migrations; the schema version lives in PRAGMA user_versi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pamwire.errors import ConfigError
 
@@ -96,3 +97,15 @@ def create_private_file(path: pathlib.Path, *, what: str) -> None:
             f"cannot create {what}: {error.strerror}", path=str(path)
         ) from None
     os.close(fd)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -7,6 +7,7 @@ mode 0600 and runs in WAL mode so the proxy and the command line can share it.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import pathlib
 import re
@@ -21,7 +22,7 @@ import attrs
 from pamwire.errors import AuthenticationError, ConfigError
 from pamwire.mysql.auth import mysql_verifiers
 from pamwire.pg.auth import ScramVerifier, make_scram_verifier
-from pamwire.sqlitefile import open_store
+from pamwire.sqlitefile import open_store, transaction
 
 log = logging.getLogger("pamwire.users")
 
@@ -219,8 +220,8 @@ class UserStore:
     ) -> None:
         self.close()
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._db)
 
     def _person(self, row: tuple[str, str, float, int]) -> Person:
         name, scram, created_at, disabled = row
@@ -232,21 +233,3 @@ class UserStore:
                 path=str(self.path),
             ) from None
         return Person(name, verifier, created_at, bool(disabled))
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")

@@ -13,7 +13,6 @@ import builtins
 import enum
 import logging
 import pathlib
-import sqlite3
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -21,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from pamwire.sqlitefile import open_store
+from pamwire.sqlitefile import open_store, transaction
 
 log = logging.getLogger("pamwire.grants.store")
 
@@ -264,7 +263,7 @@ class GrantStore:
         at: float,
     ) -> Grant:
         """Record a new request and return it."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO grants (person, target, role, duration, reason, state,"
                 " requested_at) VALUES (?, ?, ?, ?, ?, 'requested', ?)",
@@ -280,7 +279,7 @@ class GrantStore:
     def add_approval(self, grant_id: int, approver: str, at: float) -> bool:
         """Count `approver`'s approval of a requested grant; False if she already
         approved or the grant is no longer requested."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             if not self._in_state(grant_id, (State.REQUESTED,)):
                 return False
             added = self._db.execute(
@@ -300,7 +299,7 @@ class GrantStore:
         False if it is no longer requested, already has an account, or another
         process is minting it (a claim older than `stale_before` is taken over).
         """
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             changed = self._db.execute(
                 "UPDATE grants SET account = ?, account_state = 'minting',"
                 " minting_since = ?"
@@ -320,7 +319,7 @@ class GrantStore:
     ) -> bool:
         """Make a grant being minted approved; False if it left `requested` meanwhile
         (its account is then marked active so the cleanup removes it)."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             changed = self._db.execute(
                 "UPDATE grants SET state = 'approved', approved_at = ?,"
                 " expires_at = ?, account_state = 'active', minting_since = NULL,"
@@ -340,7 +339,7 @@ class GrantStore:
 
     def mint_failed(self, grant_id: int, at: float, error: str) -> None:
         """Record a failed mint; the grant stays requested with nothing minted."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             self._db.execute(
                 "UPDATE grants SET account_state = 'none', minting_since = NULL,"
                 " account = NULL, last_error = ? WHERE id = ?",
@@ -360,7 +359,7 @@ class GrantStore:
         """Move a grant to an ended state; False if it was not in `from_states`."""
         assert state in ENDED
         allowed = sorted(str(s) for s in from_states)
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             changed = self._db.execute(
                 f"UPDATE grants SET state = ?, ended_at = ? WHERE id = ?"
                 f" AND state IN ({', '.join('?' * len(allowed))})",
@@ -372,7 +371,7 @@ class GrantStore:
 
     def account_removed(self, grant_id: int, at: float, detail: str) -> None:
         """The removal statements ran: forget the sealed password."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             self._db.execute(
                 "UPDATE grants SET account_state = 'removed', minting_since = NULL,"
                 " password = NULL, last_error = NULL, next_cleanup_at = NULL"
@@ -385,7 +384,7 @@ class GrantStore:
         self, grant_id: int, at: float, error: str, retry_at: float
     ) -> None:
         """Record a failed removal; a sweep at or after `retry_at` tries again."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             self._db.execute(
                 "UPDATE grants SET cleanup_attempts = cleanup_attempts + 1,"
                 " last_error = ?, next_cleanup_at = ? WHERE id = ?",
@@ -397,7 +396,7 @@ class GrantStore:
         self, grant_id: int, at: float, actor: str, action: str, detail: str | None
     ) -> None:
         """Add a line to a grant's history without changing the grant."""
-        with self._lock, _Transaction(self._db):
+        with self._lock, transaction(self._db):
             self._event(grant_id, at, actor, action, detail)
 
     def close(self) -> None:
@@ -446,21 +445,3 @@ def _grant(row: tuple[Any, ...]) -> Grant:
     values[6] = State(values[6])
     values[12] = AccountState(values[12])
     return Grant(*values)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")

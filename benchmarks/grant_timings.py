@@ -44,8 +44,9 @@ import pymysql  # type: ignore[import-untyped]
 
 from pamwire.grants.cli import open_service
 from pamwire.grants.service import GrantService
+from pamwire.localserver import free_port
 from pamwire.mariadbcluster import MariaDBServer, find_mariadb
-from pamwire.pgcluster import PostgresCluster, free_port
+from pamwire.pgcluster import PostgresCluster
 
 log = logging.getLogger("pamwire.bench.grants")
 

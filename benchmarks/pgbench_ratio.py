@@ -36,7 +36,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pamwire.pgcluster import PostgresCluster, free_port
+from pamwire.localserver import free_port
+from pamwire.pgcluster import PostgresCluster
 
 log = logging.getLogger("pamwire.bench")
 

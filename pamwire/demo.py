@@ -21,12 +21,12 @@ from pathlib import Path
 from pamwire.config import Config, load_config
 from pamwire.errors import PamwireError
 from pamwire.grants.service import GrantService
+from pamwire.localserver import free_port
 from pamwire.mariadbcluster import MariaDBServer, ensure_mariadb_installed
 from pamwire.pgcluster import (
     PostgresCluster,
     demo_schema_path,
     ensure_postgres_installed,
-    free_port,
 )
 from pamwire.users import UserStore
 

@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import os
 import pathlib
-import pwd
 import re
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from types import TracebackType
 import attrs
 
 from pamwire.errors import ConfigError, PamwireError
+from pamwire.localserver import as_root, give_to_os_user, log_tail
 
 HOST = "127.0.0.1"
 ROOT = "root"
@@ -45,7 +45,6 @@ _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 60.0
 _CLIENT_TIMEOUT = 120.0
 _APT_TIMEOUT = 900.0
-_LOG_TAIL_LINES = 25
 _MAX_SOCKET_PATH = 107
 
 # What the demo and the test fixtures want from a throwaway server: no binary
@@ -150,14 +149,6 @@ def account(user: str, host: str) -> str:
     return f"{quote_identifier(user)}@{quote_identifier(host)}"
 
 
-def _tail(path: pathlib.Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return f"(no server log at {path}: {exc.strerror})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
 # Servers started by this process and not yet stopped; stopped at interpreter
 # exit as a safety net for callers that forget (or crash before) stop().
 _running: dict[int, MariaDBServer] = {}
@@ -249,20 +240,11 @@ class MariaDBServer:
 
     # -- set-up ---------------------------------------------------------------------
 
-    @staticmethod
-    def _as_root() -> bool:
-        return os.geteuid() == 0
-
     def _user_args(self) -> list[str]:
-        return [f"--user={OS_USER}"] if self._as_root() else []
+        return [f"--user={OS_USER}"] if as_root() else []
 
     def _give_to_os_user(self, path: pathlib.Path) -> None:
-        if self._as_root():
-            try:
-                entry = pwd.getpwnam(OS_USER)
-            except KeyError as exc:
-                raise PamwireError(f"no {OS_USER!r} os user to run the server") from exc
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+        give_to_os_user(path, OS_USER)
 
     def _run(
         self, argv: Sequence[str], *, timeout: float, stdin: str | None = None
@@ -288,7 +270,7 @@ class MariaDBServer:
         self._give_to_os_user(self.base_dir)
         if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
             raise PamwireError(f"socket path too long: {self.socket_path}")
-        if self._as_root():
+        if as_root():
             probe = self._run(
                 ["runuser", "-u", OS_USER, "--", "test", "-w", str(self.base_dir)],
                 timeout=30,
@@ -361,7 +343,7 @@ class MariaDBServer:
                 self._kill()
                 raise PamwireError(
                     f"mariadb on port {self._port} failed to start\n"
-                    f"--- tail of {self.log_path} ---\n{_tail(self.log_path)}"
+                    f"--- tail of {self.log_path} ---\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.1)
         self._secure_root()

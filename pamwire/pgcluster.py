@@ -12,10 +12,8 @@ import atexit
 import contextlib
 import os
 import pathlib
-import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,6 +22,11 @@ from types import TracebackType
 from urllib.parse import quote
 
 from pamwire.errors import ConfigError, PamwireError
+from pamwire.localserver import (
+    as_root,
+    give_to_os_user,
+    log_tail,
+)
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -38,7 +41,6 @@ _SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_.]*$")
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
-_LOG_TAIL_LINES = 25
 
 # initdb takes about a second and start/stop a fraction of one; these bounds only
 # keep a wedged server from hanging the demo or the test session forever.
@@ -49,17 +51,6 @@ _APT_TIMEOUT = 900.0
 
 _CONF_NAME = "pamwire.conf"
 _INCLUDE_LINE = f"include_if_exists = '{_CONF_NAME}'\n"
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was unused a moment ago.
-
-    Another process may take it before the caller binds it; the window is small.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _is_bindir(path: pathlib.Path) -> bool:
@@ -164,14 +155,6 @@ def _conf_value(value: str) -> str:
     if "\n" in value or "\x00" in value:
         raise ConfigError(f"line break or nul byte in setting value {value!r}")
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _tail(path: pathlib.Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return f"(no server log at {path}: {exc.strerror})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 # Clusters started by this process and not yet stopped; stopped at interpreter exit
@@ -281,12 +264,8 @@ class PostgresCluster:
 
     # -- running as the postgres OS user ------------------------------------------
 
-    @staticmethod
-    def _as_root() -> bool:
-        return os.geteuid() == 0
-
     def _server_command(self, argv: Sequence[str]) -> list[str]:
-        if self._as_root():
+        if as_root():
             return ["runuser", "-u", OS_USER, "--", *argv]
         return list(argv)
 
@@ -307,12 +286,7 @@ class PostgresCluster:
             raise PamwireError(f"{argv[0]} timed out after {timeout:.0f}s") from exc
 
     def _give_to_os_user(self, path: pathlib.Path) -> None:
-        if self._as_root():
-            try:
-                entry = pwd.getpwnam(OS_USER)
-            except KeyError as exc:
-                raise PamwireError(f"no {OS_USER!r} os user to run the server") from exc
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+        give_to_os_user(path, OS_USER)
 
     def _prepare_base_dir(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -427,7 +401,7 @@ class PostgresCluster:
             output = (result.stderr or result.stdout).strip()
             raise PamwireError(
                 f"postgresql on port {self._port} failed to start: {output}\n"
-                f"--- tail of {self.log_path} ---\n{_tail(self.log_path)}"
+                f"--- tail of {self.log_path} ---\n{log_tail(self.log_path)}"
             )
         self._started = True
         _running[id(self)] = self

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from pamwire.errors import PamwireError
-from pamwire.pgcluster import PostgresCluster, find_pg_bindir, free_port
+from pamwire.localserver import free_port
+from pamwire.pgcluster import PostgresCluster, find_pg_bindir
 
 SUPERUSER_PASSWORD = "postgres-secret-pw"
 APP_ROLE = "app"

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 
 from pamwire.errors import ConfigError, PamwireError
+from pamwire.localserver import free_port
 from pamwire.pgcluster import (
     PostgresCluster,
     demo_schema_path,
     ensure_postgres_installed,
     find_pg_bindir,
-    free_port,
     quote_ident,
     quote_literal,
 )
@@ -228,7 +228,8 @@ def test_pgcluster_factory_md5(pg_cluster_factory: ClusterFactory) -> None:
 
 _EXIT_WITHOUT_STOP = """
 import pathlib, sys
-from pamwire.pgcluster import PostgresCluster, free_port
+from pamwire.pgcluster import PostgresCluster
+from pamwire.localserver import free_port
 cluster = PostgresCluster(
     pathlib.Path(sys.argv[1]), port=free_port(), superuser_password="x"
 )

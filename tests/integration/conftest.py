@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pamwire.pgcluster import PostgresCluster, free_port
+from pamwire.localserver import free_port
+from pamwire.pgcluster import PostgresCluster
 from tests.conftest import SUPERUSER_PASSWORD
 from tests.integration.pamwire_process import PamwireProcess
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from pamwire.localserver import free_port
 from pamwire.mariadbcluster import MariaDBServer
-from pamwire.pgcluster import free_port
 from tests.integration.pamwire_process import PamwireProcess
 from tests.mysql.conftest import (
     APP_DATABASE,

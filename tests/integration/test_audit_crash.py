@@ -17,7 +17,8 @@ import time
 import psycopg
 import pytest
 
-from pamwire.pgcluster import PostgresCluster, free_port
+from pamwire.localserver import free_port
+from pamwire.pgcluster import PostgresCluster
 from tests.conftest import APP_PASSWORD, SUPERUSER_PASSWORD, TEST_SCHEMA
 from tests.integration.conftest import _start_proxy
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pamwire.pgcluster import free_port
+from pamwire.localserver import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
+from pamwire.localserver import free_port
 from pamwire.mariadbcluster import MariaDBServer
-from pamwire.pgcluster import free_port
 from pamwire.rules.engine import RuleContext, strongest
 from pamwire.rules.loader import builtin_pack, load_rules
 from pamwire.sql import mysql

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from pamwire.localserver import free_port
 from pamwire.mariadbcluster import MariaDBServer, find_mariadb
-from pamwire.pgcluster import free_port
 
 ROOT_PASSWORD = "mariadb-root-pw"
 APP_USER = "app"

@@ -622,9 +622,15 @@ class AuditStore:
         Recordings are not part of the hash chain. Raises AuditWriteError with
         SQLite's reason when nothing was committed.
         """
-        if not chunks:
+        self.append_recording_rows([recording_store.chunk_row(c) for c in chunks])
+
+    def append_recording_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert recording rows made by recording_store.chunk_row in one transaction.
+
+        AuditWriteError with SQLite's reason when nothing was committed.
+        """
+        if not rows:
             return
-        rows = [recording_store.chunk_row(c) for c in chunks]
         with self._lock:
             conn = self._writable()
             try:

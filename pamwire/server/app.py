@@ -29,6 +29,7 @@ from pamwire.server.context import ServerContext
 from pamwire.server.credentials import ConfiguredCredentials, CredentialProvider
 from pamwire.server.mysql_session import MySqlSession
 from pamwire.server.pg_session import PgSession
+from pamwire.server.store_copier import StoreCopier
 from pamwire.users import UserStore
 
 log = logging.getLogger("pamwire.server")
@@ -61,9 +62,11 @@ async def serve(
     store = AuditStore(store_path, full_sync=audit.strict)
     journal.recover(store_path, store)
     event_journal = journal.Journal(store_path, fsync_interval=audit.fsync_interval)
+    copier = StoreCopier(store_path, full_sync=audit.strict)
     writer = AuditWriter(
         store,
         journal=event_journal,
+        copier=copier,
         strict=audit.strict,
         checkpoint_every=audit.checkpoint_every,
         checkpoint_interval=audit.checkpoint_interval,
@@ -77,6 +80,7 @@ async def serve(
         async with trio.open_nursery() as outer:
             # The writer is shielded: on shutdown it must copy every journaled event
             # into the store before it stops, so it ends only through aclose().
+            await copier.start()
             await outer.start(_shielded, writer.run)
             try:
                 async with trio.open_nursery() as nursery:
@@ -96,6 +100,7 @@ async def serve(
             finally:
                 with trio.CancelScope(shield=True):
                     await writer.aclose()
+                    await copier.aclose()
     finally:
         event_journal.close(discard=writer.all_in_store)
         store.close()

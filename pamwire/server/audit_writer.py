@@ -37,12 +37,13 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from pamwire.audit import chain
+from pamwire.audit import chain, copier
 from pamwire.audit.chain import Chain, ChainedEvent, Mark
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.journal import Journal
 from pamwire.audit.recording import RecordingChunk
 from pamwire.audit.store import AuditStore, AuditWriteError
+from pamwire.server.store_copier import StoreCopier
 
 log = logging.getLogger("pamwire.audit")
 
@@ -54,17 +55,28 @@ class _Batch:
     `chained` were chained and journaled by write().
     """
 
-    __slots__ = ("chained", "done", "error", "events", "first_segment")
+    __slots__ = (
+        "chained",
+        "copied",
+        "done",
+        "error",
+        "events",
+        "first_segment",
+        "lines",
+    )
 
     def __init__(self) -> None:
         self.events: list[AuditEvent] = []
         self.chained: list[ChainedEvent] = []
+        # With a store copier: the journal lines of `copied` events, sent as they are.
+        self.lines: list[bytes] = []
+        self.copied = 0
         self.done = trio.Event()
         self.error: str | None = None
         self.first_segment: int | None = None
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.chained)
+        return len(self.events) + len(self.chained) + self.copied
 
 
 class AuditWriter:
@@ -82,6 +94,7 @@ class AuditWriter:
         store: AuditStore,
         *,
         journal: Journal | None = None,
+        copier: StoreCopier | None = None,
         journal_delay: float = 0.05,
         max_batch: int = 512,
         completion_delay: float = 0.2,
@@ -99,6 +112,9 @@ class AuditWriter:
             )
         if strict and journal is None:
             raise ValueError("strict mode needs a journal")
+        if copier is not None and journal is None:
+            raise ValueError("a store copier needs a journal")
+        self._copier = copier
         self._store = store
         self._journal = journal
         self._journal_delay = journal_delay
@@ -115,6 +131,7 @@ class AuditWriter:
         self._completions: list[Completion] = []
         self._recordings: list[RecordingChunk] = []
         self._marks: list[Mark] = []
+        self._mark_lines = b""
         self._since_checkpoint = 0
         self._first_since_checkpoint = 0.0
         self._sync_waiters: list[tuple[int, trio.Event]] = []
@@ -153,6 +170,7 @@ class AuditWriter:
         if self._journal is not None:
             self._journal.append(line + checkpoint_line)
         self._marks += [start, checkpoint]
+        self._mark_lines += line + checkpoint_line
 
     async def write(self, event: AuditEvent) -> None:
         """Return once event is committed; AuditWriteError if its batch failed.
@@ -243,8 +261,11 @@ class AuditWriter:
             self.chain.rewind(state)
             raise
         self._counted(len(chained))
-        for item in chained:
-            self._enqueue_to(item, segment)
+        if self._copier is not None:
+            self._enqueue_lines(data, len(chained), segment)
+        else:
+            for item in chained:
+                self._enqueue_to(item, segment)
         return self._journal.position
 
     async def _wait_synced(self, position: int) -> None:
@@ -279,6 +300,21 @@ class AuditWriter:
         if records and not self._since_checkpoint:
             self._first_since_checkpoint = self._clock()
         self._since_checkpoint += records
+
+    def _enqueue_lines(self, data: bytes, count: int, segment: int) -> None:
+        # The store copier takes the journal lines themselves: no objects to keep.
+        if self._closing:
+            raise AuditWriteError("audit writer is closed")
+        batch = self._open
+        if batch.first_segment is None:
+            batch.first_segment = segment
+        batch.lines.append(data)
+        batch.copied += count
+        if len(batch) >= self._max_batch:
+            self._full.append(batch)
+            self._open = _Batch()
+            self._closing_or_full.set()
+        self._wakeup.set()
 
     def _enqueue(self, event: AuditEvent) -> _Batch:
         return self._enqueue_to(event, None)
@@ -400,22 +436,29 @@ class AuditWriter:
             batch = self._full.popleft()
             completions: list[Completion] = []
             ready: list[Mark] = []
+            ready_lines = b""
         else:
             batch, self._open = self._open, _Batch()
             completions, self._completions = self._completions, []
             ready, self._marks = self._marks, []
+            ready_lines, self._mark_lines = self._mark_lines, b""
 
         state = self.chain.state()
         counted = (self._since_checkpoint, self._first_since_checkpoint)
-        marks = self._chain_batch(batch, completions, ready)
+        marks, lines = self._chain_batch(batch, completions, ready)
         # TODO(latency): a lone statement pays a thread hop (about 50 us on the test
         # machines) on top of its commit; a long-lived writer thread that wakes the
         # loop through its trio token would cost less per batch.
         committed = False
         try:
-            await trio.to_thread.run_sync(
-                self._store.append_records, batch.chained, marks
-            )
+            if self._copier is not None:
+                await self._copier.copy_records(
+                    b"".join([ready_lines, *batch.lines, lines])
+                )
+            else:
+                await trio.to_thread.run_sync(
+                    self._store.append_records, batch.chained, marks
+                )
             committed = True
             self._release_journal()
         except AuditWriteError as exc:
@@ -439,15 +482,37 @@ class AuditWriter:
     async def _store_recordings(self) -> None:
         chunks, self._recordings = self._recordings, []
         try:
-            await trio.to_thread.run_sync(self._store.append_recording, chunks)
+            if self._copier is not None:
+                await self._copier.copy_recordings(
+                    copier.recording_rows(
+                        [
+                            (
+                                c.session,
+                                c.seq,
+                                c.event_id,
+                                c.started,
+                                c.finished,
+                                c.status,
+                                c.row_count,
+                                c.to_data(),
+                            )
+                            for c in chunks
+                        ]
+                    )
+                )
+            else:
+                await trio.to_thread.run_sync(self._store.append_recording, chunks)
         except Exception:
             # Replay loses these results; the statements themselves are in the trail.
             log.exception("session recording of %d results not stored", len(chunks))
 
     def _chain_batch(
         self, batch: _Batch, completions: list[Completion], ready: list[Mark]
-    ) -> list[Mark]:
-        """Chain what the batch brings that is not chained yet; journal it."""
+    ) -> tuple[list[Mark], bytes]:
+        """Chain what the batch brings that is not chained yet; journal it.
+
+        Returns the marks to store and the journal lines of all it chained.
+        """
         now = self._clock()
         parts: list[bytes] = []
         if batch.events:
@@ -471,7 +536,7 @@ class AuditWriter:
             except AuditWriteError as exc:
                 # Still chained: if the store takes them, the chain stays whole.
                 log.error("audit completions and checkpoint not journaled: %s", exc)
-        return ready + marks
+        return ready + marks, data
 
     def _uncommitted(
         self,

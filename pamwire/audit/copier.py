@@ -1,0 +1,153 @@
+"""The store copier: a child process that copies journaled records into SQLite.
+
+Theory of operation: `pamwire serve` makes every event durable in the journal
+(pamwire/audit/journal.py) on its event loop; copying the records into the SQLite
+store is bulk work that, in a thread of the proxy, competes with the event loop for
+the interpreter lock. So the proxy starts this module as a process of its own
+(`python -m pamwire.audit.copier STORE`) and hands it, over the child's standard
+input, the very journal lines it already wrote, in frames. The child answers every
+frame with one line on its standard output, in order: `+` when the frame's records
+are committed, `-REASON` when they are not (the proxy then keeps the journal for
+recovery at the next start). End of input ends the child.
+
+A frame is one kind byte, a 4-byte big-endian body length and the body:
+
+- `R`: journal lines (chained events and marks), inserted in one transaction;
+- `C`: session recording rows, `marshal`-encoded (the pipe is private to the two
+  processes, and marshal builds only plain values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import marshal
+import pathlib
+import signal
+import struct
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from pamwire.audit.chain import ChainedEvent, Mark, decode_line
+from pamwire.audit.store import AuditError, AuditStore
+
+log = logging.getLogger("pamwire.audit.copier")
+
+RECORDS = b"R"
+RECORDINGS = b"C"
+_HEADER = struct.Struct(">cI")
+
+# The largest frame the child accepts: a batch of 512 events of a few KiB each,
+# or recordings of many statements, stays far below it.
+MAX_FRAME = 1 << 30
+
+
+def encode_frame(kind: bytes, body: bytes) -> bytes:
+    """One frame for the child; ValueError if body is too large."""
+    if len(body) > MAX_FRAME:
+        raise ValueError(f"copier frame of {len(body)} bytes is too large")
+    return _HEADER.pack(kind, len(body)) + body
+
+
+def recording_rows(rows: Sequence[tuple[object, ...]]) -> bytes:
+    """The body of a RECORDINGS frame: (session, seq, event_id, started, finished,
+    status, row_count, data) tuples, data being RecordingChunk.to_data()."""
+    return marshal.dumps(list(rows))
+
+
+def decode_records(body: bytes) -> tuple[list[ChainedEvent], list[Mark]]:
+    """The records of a RECORDS frame; ValueError naming the bad line."""
+    events: list[ChainedEvent] = []
+    marks: list[Mark] = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        try:
+            record = decode_line(line)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad record line {number}: {exc}") from None
+        if isinstance(record, Mark):
+            marks.append(record)
+        else:
+            events.append(record)
+    return events, marks
+
+
+def _store_rows(body: bytes) -> list[tuple[object, ...]]:
+    rows = marshal.loads(body)
+    if not isinstance(rows, list):
+        raise ValueError("recording frame is not a list")
+    out = []
+    for row in rows:
+        *head, data = row
+        # ASCII JSON: lone surrogates (undecodable bytes) survive as \udcXX escapes.
+        out.append((*head, json.dumps(data, separators=(",", ":"))))
+    return out
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(store: AuditStore, source: BinaryIO, answers: BinaryIO) -> int:
+    """Copy frames from source into store until end of input; returns the exit code.
+
+    A frame that cannot be committed is answered `-REASON` and the next is tried;
+    a broken frame stream (a short or unknown frame) ends the child with 1.
+    """
+    while True:
+        header = _read_exact(source, _HEADER.size)
+        if header is None:
+            return 0
+        kind, size = _HEADER.unpack(header)
+        body = _read_exact(source, size) if size <= MAX_FRAME else None
+        if body is None or kind not in (RECORDS, RECORDINGS):
+            log.error("audit store copier: broken frame stream, stopping")
+            return 1
+        try:
+            if kind == RECORDS:
+                events, marks = decode_records(body)
+                store.append_records(events, marks)
+            else:
+                store.append_recording_rows(_store_rows(body))
+        except (AuditError, ValueError, TypeError, EOFError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            answers.write(b"-" + reason.encode("utf-8", "replace") + b"\n")
+        else:
+            answers.write(b"+\n")
+        answers.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pamwire.audit.copier")
+    parser.add_argument("store", type=pathlib.Path)
+    parser.add_argument("--full-sync", action="store_true")
+    args = parser.parse_args(argv)
+    # Ctrl+C or a service manager's SIGTERM reach the whole process group; the
+    # proxy copies its last batch on the way out, so the child stays until its
+    # input closes (also when the proxy is killed outright).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        store = AuditStore(args.store, full_sync=args.full_sync)
+    except AuditError as exc:
+        log.error("audit store copier: %s", exc)
+        return 2
+    try:
+        return serve(store, sys.stdin.buffer, sys.stdout.buffer)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,16 +13,17 @@ recovery at the next start). End of input ends the child.
 A frame is one kind byte, a 4-byte big-endian body length and the body:
 
 - `R`: journal lines (chained events and marks), inserted in one transaction;
-- `C`: session recording rows, `marshal`-encoded (the pipe is private to the two
-  processes, and marshal builds only plain values).
+- `C`: session recording chunks as tuples of their field values, encoded with
+  `marshal` (the pipe is private to the two processes, and marshal builds only
+  plain values).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import marshal
+import operator
 import pathlib
 import signal
 import struct
@@ -30,7 +31,10 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+import attrs
+
 from pamwire.audit.chain import ChainedEvent, Mark, decode_line
+from pamwire.audit.recording import RecordingChunk
 from pamwire.audit.store import AuditError, AuditStore
 
 log = logging.getLogger("pamwire.audit.copier")
@@ -38,6 +42,8 @@ log = logging.getLogger("pamwire.audit.copier")
 RECORDS = b"R"
 RECORDINGS = b"C"
 _HEADER = struct.Struct(">cI")
+_CHUNK_FIELDS = tuple(field.name for field in attrs.fields(RecordingChunk))
+_chunk_values = operator.attrgetter(*_CHUNK_FIELDS)
 
 # The largest frame the child accepts: a batch of 512 events of a few KiB each,
 # or recordings of many statements, stays far below it.
@@ -51,10 +57,9 @@ def encode_frame(kind: bytes, body: bytes) -> bytes:
     return _HEADER.pack(kind, len(body)) + body
 
 
-def recording_rows(rows: Sequence[tuple[object, ...]]) -> bytes:
-    """The body of a RECORDINGS frame: (session, seq, event_id, started, finished,
-    status, row_count, data) tuples, data being RecordingChunk.to_data()."""
-    return marshal.dumps(list(rows))
+def recordings_body(chunks: Sequence[RecordingChunk]) -> bytes:
+    """The body of a RECORDINGS frame: each chunk's field values, in field order."""
+    return marshal.dumps([_chunk_values(chunk) for chunk in chunks])
 
 
 def decode_records(body: bytes) -> tuple[list[ChainedEvent], list[Mark]]:
@@ -73,16 +78,12 @@ def decode_records(body: bytes) -> tuple[list[ChainedEvent], list[Mark]]:
     return events, marks
 
 
-def _store_rows(body: bytes) -> list[tuple[object, ...]]:
-    rows = marshal.loads(body)
-    if not isinstance(rows, list):
+def decode_recordings(body: bytes) -> list[RecordingChunk]:
+    """The chunks of a RECORDINGS frame; ValueError if it holds something else."""
+    values = marshal.loads(body)
+    if not isinstance(values, list):
         raise ValueError("recording frame is not a list")
-    out = []
-    for row in rows:
-        *head, data = row
-        # ASCII JSON: lone surrogates (undecodable bytes) survive as \udcXX escapes.
-        out.append((*head, json.dumps(data, separators=(",", ":"))))
-    return out
+    return [RecordingChunk(**dict(zip(_CHUNK_FIELDS, v, strict=True))) for v in values]
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
@@ -116,7 +117,7 @@ def serve(store: AuditStore, source: BinaryIO, answers: BinaryIO) -> int:
                 events, marks = decode_records(body)
                 store.append_records(events, marks)
             else:
-                store.append_recording_rows(_store_rows(body))
+                store.append_recording(decode_recordings(body))
         except (AuditError, ValueError, TypeError, EOFError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             answers.write(b"-" + reason.encode("utf-8", "replace") + b"\n")

@@ -483,23 +483,7 @@ class AuditWriter:
         chunks, self._recordings = self._recordings, []
         try:
             if self._copier is not None:
-                await self._copier.copy_recordings(
-                    copier.recording_rows(
-                        [
-                            (
-                                c.session,
-                                c.seq,
-                                c.event_id,
-                                c.started,
-                                c.finished,
-                                c.status,
-                                c.row_count,
-                                c.to_data(),
-                            )
-                            for c in chunks
-                        ]
-                    )
-                )
+                await self._copier.copy_recordings(copier.recordings_body(chunks))
             else:
                 await trio.to_thread.run_sync(self._store.append_recording, chunks)
         except Exception:

@@ -96,20 +96,7 @@ def test_copier_stores_recordings(store: AuditStore) -> None:
         row_count=2,
         tag="SELECT 2",
     )
-    body = copier.recording_rows(
-        [
-            (
-                chunk.session,
-                chunk.seq,
-                chunk.event_id,
-                chunk.started,
-                chunk.finished,
-                chunk.status,
-                chunk.row_count,
-                chunk.to_data(),
-            )
-        ]
-    )
+    body = copier.recordings_body([chunk])
     code, answers = _run(store, copier.encode_frame(copier.RECORDINGS, body))
     assert (code, answers) == (0, [b"+"])
     assert store.recording("s1") == [chunk]

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from pamwire import configschema
+from pamwire.audit import params as audit_params
 from pamwire.configschema import field as _help
 from pamwire.errors import ConfigError
 
@@ -80,6 +81,12 @@ class Target:
         "the name clients use for this target, if not the table's name "
         "(lets a postgres and a mysql target share one name)",
         None,
+    )
+    audit_params: str = _help(
+        "what audit events keep of bound parameters: redacted ('?' per value), "
+        "values (the values, except for statements that may carry a secret) "
+        "or none",
+        "redacted",
     )
 
     @property
@@ -306,6 +313,9 @@ def _validate(config: Config, fpath: str) -> None:
                 key=key,
             )
         _check_choice(target.protocol, PROTOCOLS, fpath, f"{key}.protocol")
+        _check_choice(
+            target.audit_params, audit_params.MODES, fpath, f"{key}.audit_params"
+        )
         _check_port(target.port, fpath, f"{key}.port", allow_zero=False)
         cred = target.credential
         if (cred.password_file is None) == (cred.password_env is None):

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from pamwire.audit.events import AuditEvent, Completion
+from pamwire.audit.params import Params, pg_params
 from pamwire.audit.recording import SessionRecorder
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
@@ -75,7 +76,7 @@ from pamwire.server.session_events import SessionEvents, peer_address
 from pamwire.sql import pg as pg_sql
 from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import Analysis, StatementFacts
-from pamwire.sql.redact import redact_pg
+from pamwire.sql.redact import may_carry_secret, redact_pg
 
 log = logging.getLogger("pamwire.pg.session")
 
@@ -109,6 +110,8 @@ class _Prepared:
     # The search_path the statement was decided with: the server resolves names
     # again when search_path changes, so pamwire decides again too.
     search_path: tuple[str, ...] = ()
+    # The parameter types Parse declared (0: left to the server).
+    param_types: tuple[int, ...] = ()
 
 
 class PgSession:
@@ -150,7 +153,8 @@ class PgSession:
         # Prepared statements by name, whether made by Parse or by SQL PREPARE:
         # the server keeps both in one namespace, and so does pamwire.
         self.statements: dict[str, _Prepared] = {}
-        self.portals: dict[str, str] = {}
+        # Portal name: the statement it binds, and its params as the trail keeps them.
+        self.portals: dict[str, tuple[str, Params | None]] = {}
         self.poison_prefix = f"pamwire_denied_{secrets.token_hex(4)}_"
         self.poison_re = re.compile(re.escape(self.poison_prefix) + r"(\d+)")
         self.poisons: dict[int, bytes] = {}
@@ -664,20 +668,32 @@ class PgSession:
             self.statements.pop(message.name, None)
             return self._poison_parse(message, decision, facts.kind if facts else None)
         self.statements[message.name] = _Prepared(
-            message.query, facts, decision, self.search_path
+            message.query, facts, decision, self.search_path, message.param_types
         )
         return None
 
     def _on_bind(self, block: bytes, frame: Frame) -> None:
         message = self._decode(block, frame)
         assert isinstance(message, Bind)
-        self.portals[message.portal] = message.statement
+        mode = self.target.audit_params if self.target else "redacted"
+        params: Params | None = None
+        if mode != "none":
+            prepared = self.statements.get(message.statement)
+            secret = prepared is None or may_carry_secret(prepared.text)
+            params = pg_params(
+                mode,
+                message.params,
+                message.param_formats,
+                secret=secret,
+                types=prepared.param_types if prepared else (),
+            )
+        self.portals[message.portal] = (message.statement, params)
         self.tracker.sent(Op.BIND)
 
     async def _on_execute(self, block: bytes, frame: Frame) -> bytes | None:
         message = self._decode(block, frame)
         assert isinstance(message, Execute)
-        name = self.portals.get(message.portal)
+        name, params = self.portals.get(message.portal, (None, None))
         prepared = self.statements.get(name) if name is not None else None
         if prepared is None:
             # The server has no such portal either: it will answer with an error.
@@ -686,7 +702,7 @@ class PgSession:
         else:
             prepared = self._current(prepared)
             event = self._statement_event(
-                prepared.text, prepared.facts, prepared.decision, "execute"
+                prepared.text, prepared.facts, prepared.decision, "execute", params
             )
             if prepared.decision.verdict == "deny":
                 await self._write_events([event])
@@ -978,8 +994,9 @@ class PgSession:
         facts: StatementFacts | None,
         decision: Decision,
         operation: str,
+        params: Params | None = None,
     ) -> AuditEvent:
-        return self.events.statement(self, text, facts, decision, operation)
+        return self.events.statement(self, text, facts, decision, operation, params)
 
     async def _write_events(self, events: list[AuditEvent]) -> bool:
         """Write events before forwarding; False if the trail could not take them."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import trio
 
 from pamwire.audit.events import AuditEvent
+from pamwire.audit.params import Params
 from pamwire.config import Target
 from pamwire.rules.engine import Decision
 from pamwire.server.credentials import SessionLogin
@@ -64,10 +65,12 @@ class SessionEvents:
         facts: StatementFacts | None,
         decision: Decision,
         operation: str,
+        params: Params | None = None,
     ) -> AuditEvent:
         """A statement's event. Secrets (passwords in CREATE ROLE/USER, user
         mappings, connection strings) are cut from the stored text; the
-        fingerprint, taken from the original, still correlates."""
+        fingerprint, taken from the original, still correlates. params are the
+        bound parameters as pamwire/audit/params.py keeps them."""
         return self.event(
             session,
             "statement",
@@ -81,6 +84,7 @@ class SessionEvents:
             tables_read=facts.tables_read if facts else (),
             tables_written=facts.tables_written if facts else (),
             functions=facts.functions if facts else (),
+            params=params,
         )
 
 

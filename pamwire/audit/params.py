@@ -1,0 +1,98 @@
+"""What an audit event keeps of a statement's bound parameters, per target.
+
+Three modes, set per target with `audit_params`:
+
+- "redacted" (the default): one "?" per parameter, None for a NULL, so the trail
+  shows how many values were bound and which were NULL, and no value;
+- "values": each value as text (binary-format values as \\x hex), cut after
+  MAX_CHARS characters; still "?" for every parameter of a statement whose text
+  could carry a secret (a password, a connection string), whatever its values;
+- "none": no parameters at all (the event's `params` is null).
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Sequence
+
+MODES = ("redacted", "values", "none")
+REDACTED = "?"
+
+# Long enough for ids, names and timestamps; a bulk value is cut, its length noted.
+MAX_CHARS = 256
+
+Params = tuple[str | None, ...]
+
+
+def redacted(values: Sequence[bytes | None]) -> Params:
+    """One "?" per value, None for NULL."""
+    return tuple(None if value is None else REDACTED for value in values)
+
+
+def pg_params(
+    mode: str,
+    values: Sequence[bytes | None],
+    formats: Sequence[int],
+    *,
+    secret: bool,
+    types: Sequence[int] = (),
+) -> Params | None:
+    """The params of a PostgreSQL Bind in the given mode.
+
+    formats is the Bind's parameter format codes: none (all text), one (for all) or
+    one per value; 1 is binary. types are the type oids Parse declared, which say
+    how to read a binary value (an undeclared or other type is shown as hex).
+    """
+    if mode == "none":
+        return None
+    if mode != "values" or secret:
+        return redacted(values)
+    out: list[str | None] = []
+    for index, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        code = formats[0] if len(formats) == 1 else (formats[index] if formats else 0)
+        if code != 1:
+            out.append(_text(value))
+        else:
+            oid = types[index] if index < len(types) else 0
+            out.append(_binary(value, oid))
+    return tuple(out)
+
+
+def _text(value: bytes) -> str:
+    # Undecodable bytes stay as lone surrogates, which the trail stores escaped.
+    text = value[: MAX_CHARS * 4].decode("utf-8", "surrogateescape")
+    if len(text) <= MAX_CHARS and len(value) <= MAX_CHARS * 4:
+        return text
+    return f"{text[:MAX_CHARS]}…({len(value)} bytes)"
+
+
+_INTEGERS = {21: 2, 23: 4, 20: 8, 26: 4}  # int2, int4, int8, oid: width
+_FLOATS = {700: ">f", 701: ">d"}  # float4, float8
+_TEXTS = frozenset({25, 1043, 1042, 19, 705, 114, 3802})  # text, varchar, ..., jsonb
+_BOOL, _UUID, _JSONB = 16, 2950, 3802
+
+
+def _binary(value: bytes, oid: int) -> str:
+    """A binary-format value of type oid as text, or as hex when not understood."""
+    if _INTEGERS.get(oid) == len(value):
+        return str(int.from_bytes(value, "big", signed=oid != 26))
+    if oid in _FLOATS and len(value) == struct.calcsize(_FLOATS[oid]):
+        return repr(struct.unpack(_FLOATS[oid], value)[0])
+    if oid == _BOOL and len(value) == 1:
+        return "true" if value[0] else "false"
+    if oid == _UUID and len(value) == 16:
+        return str(uuid.UUID(bytes=value))
+    if oid in _TEXTS:
+        # jsonb's binary form is a version byte (1) and the JSON text.
+        return _text(value[1:] if oid == _JSONB and value[:1] == b"\x01" else value)
+    return _hex(value)
+
+
+def _hex(value: bytes) -> str:
+    shown = value[: MAX_CHARS // 2]
+    text = "\\x" + shown.hex()
+    return text if len(shown) == len(value) else f"{text}…({len(value)} bytes)"

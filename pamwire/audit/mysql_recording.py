@@ -403,8 +403,9 @@ class MySqlRecorder:
         if command == Command.COM_INIT_DB:
             fields["command"] = "init_db"
         fields.update(affected_rows=ok.affected_rows, warnings=ok.warnings)
-        if ok.info:
-            fields["info"] = ok.info
+        info = _info_text(ok.info, self._caps)
+        if info:
+            fields["info"] = info
         self._finish_head("ok", tag=mysql_tag(**fields))
 
     def _fail(self, error: ReportFields) -> None:
@@ -603,6 +604,27 @@ def _time_text(raw: bytes, decimals: int) -> str:
     sign = "-" if negative else ""
     hours = days * 24 + hour
     return f"{sign}{hours:02d}:{minute:02d}:{second:02d}" + _fraction(micro, decimals)
+
+
+def _info_text(info: str | None, capabilities: int) -> str:
+    """The OK packet's human-readable info ("Rows matched: 1 ...").
+
+    Servers write it length-prefixed with or without CLIENT_SESSION_TRACK, where
+    the codec reads it to the end of the packet; the prefix is dropped here.
+    """
+    # TODO(mysql-ok-info): codec.decode_ok could read the prefix itself; it keeps
+    # the raw bytes so that OK packets re-encode byte for byte.
+    if not info or capabilities & codec.SESSION_TRACK:
+        return info or ""
+    raw = info.encode("utf-8", "surrogateescape")
+    cur = Cursor(raw)
+    try:
+        length = cur.lenenc_int()
+    except ProtocolError:
+        return info
+    if length != cur.remaining:
+        return info
+    return raw[-length:].decode("utf-8", "surrogateescape") if length else ""
 
 
 # -- errors ---------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 the person saw them.
 
 Replay merges a session's audit events (statements, verdicts, timing) with its
-recording (result rows, errors, notices; pamwire/audit/recording.py) and lays the
-results out the way psql prints them in its default aligned format. Everything that
-came from the client or the server passes through one filter that turns control
-characters into visible escapes, so a recorded value cannot drive the terminal of
-the person replaying it.
+recording (result rows, errors, notices; pamwire/audit/recording.py and
+mysql_recording.py) and lays the results out the way psql prints them in its
+default aligned format, or, for MySQL sessions, the way the mysql client prints
+them (mysql_replay.py). Everything that came from the client or the server passes
+through one filter (terminal.clean) that turns control characters into visible
+escapes, so a recorded value cannot drive the terminal of the person replaying it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import unicodedata
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from pamwire.audit.events import AuditRecord
+from pamwire.audit.mysql_recording import parse_tag
+from pamwire.audit.mysql_replay import format_mysql_chunk
 from pamwire.audit.recording import RecordingChunk
 from pamwire.audit.recording_store import SessionSummary
 from pamwire.audit.search import SearchQuery, format_time, parse_time, record_to_json
 from pamwire.audit.store import AuditStore
+from pamwire.audit.terminal import clean, display_width
 from pamwire.errors import PamwireError
 
 # Type oids psql right-aligns (its column_type_alignment): int2, int4, int8, oid,
@@ -30,11 +33,6 @@ from pamwire.errors import PamwireError
 _NUMERIC_TYPES = frozenset({20, 21, 23, 26, 28, 29, 700, 701, 790, 1700, 5069})
 # psql prints the command tag after the rows of these commands (… RETURNING).
 _TAG_AFTER_ROWS = ("INSERT", "UPDATE", "DELETE", "MERGE")
-
-# Every control character but the line break becomes a visible \xNN escape.
-_ESCAPE = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
-del _ESCAPE[ord("\n")]
-_ESCAPE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 _REPORT_LABELS = (("D", "DETAIL"), ("H", "HINT"), ("W", "CONTEXT"))
 _TRUNCATION_REASONS = {
@@ -44,22 +42,6 @@ _TRUNCATION_REASONS = {
 }
 
 _ALL = 1 << 62  # "no limit" for searches of one session
-
-
-def clean(text: str) -> str:
-    """Text with control characters (except line breaks) shown as escapes."""
-    return text.translate(_ESCAPE)
-
-
-def display_width(text: str) -> int:
-    """Terminal columns of text: wide East Asian characters take two, combining
-    marks none."""
-    width = 0
-    for char in text:
-        if unicodedata.combining(char):
-            continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return width
 
 
 # -- psql-like tables --------------------------------------------------------------
@@ -197,38 +179,60 @@ def _session_records(store: AuditStore, session: str) -> list[AuditRecord]:
     return records
 
 
-def _steps(
-    records: list[AuditRecord], chunks: list[RecordingChunk]
-) -> list[tuple[float, AuditRecord | None, RecordingChunk | None]]:
-    """Events with their chunks, and chunks of no event, in time order."""
-    by_event = {c.event_id: c for c in chunks if c.event_id is not None}
-    steps: list[tuple[float, AuditRecord | None, RecordingChunk | None]] = [
-        (r.event.time, r, by_event.get(r.event.event_id)) for r in records
+Step = tuple[float, AuditRecord | None, list[RecordingChunk]]
+
+
+def _steps(records: list[AuditRecord], chunks: list[RecordingChunk]) -> list[Step]:
+    """Events with their chunks, and chunks of no event, in time order.
+
+    An event has one chunk, or (a MySQL CALL) one per result set it answered.
+    """
+    by_event: dict[str, list[RecordingChunk]] = {}
+    for chunk in chunks:
+        if chunk.event_id is not None:
+            by_event.setdefault(chunk.event_id, []).append(chunk)
+    steps: list[Step] = [
+        (r.event.time, r, by_event.get(r.event.event_id, [])) for r in records
     ]
-    steps += [(c.finished, None, c) for c in chunks if c.event_id is None]
+    steps += [
+        (c.finished if c.started is None else c.started, None, [c])
+        for c in chunks
+        if c.event_id is None
+    ]
     steps.sort(key=lambda s: s[0])  # stable: events keep their store order
     return steps
 
 
 def replay_text(store: AuditStore, session: str) -> str:
-    """The session as text: a header, then each step with its timestamp."""
+    """The session as text: a header, then each step with its timestamp.
+
+    PostgreSQL sessions look as psql shows them, MySQL sessions as the mysql
+    client does (pamwire/audit/mysql_replay.py).
+    """
     records = _session_records(store, session)
     chunks = store.recording(session)
     first = records[0].event
     who = next((r.event.user for r in records if r.event.user), None)
     target = next((r.event.target for r in records if r.event.target), None)
+    mysql = first.protocol == "mysql"
     lines = [
         f"session {clean(session)}: {clean(who or '-')} on {clean(target or '-')}"
         f" from {clean(first.client_addr or '-')}"
         f" ({clean(first.application or 'no application name')})",
     ]
-    prompt = f"{clean(target or 'db')}=> "
-    for when, record, chunk in _steps(records, chunks):
+    prompt = f"{clean(target or 'db')}{'>' if mysql else '=>'} "
+    show = format_mysql_chunk if mysql else format_chunk
+    for when, record, found in _steps(records, chunks):
         stamp = format_time(when, timespec="milliseconds")
         if record is None:
-            assert chunk is not None
-            lines += ["", f"-- {stamp}  server message"]
-            lines += format_chunk(chunk)
+            chunk = found[0]
+            if chunk.statement is None:
+                lines += ["", f"-- {stamp}  server message"]
+            else:  # a MySQL prepare or change of database, which has no event
+                operation = _loose_operation(chunk)
+                lines += ["", f"-- {stamp}  via {operation}"]
+                lines.append(_prompted(prompt, chunk.statement))
+            lines += show(chunk)
             continue
         event = record.event
         if event.kind != "statement":
@@ -237,10 +241,25 @@ def replay_text(store: AuditStore, session: str) -> str:
             lines += ["", f"-- {stamp}  {event.kind.replace('_', ' ')}{extra}"]
             continue
         lines += ["", _statement_header(stamp, record)]
-        text = clean(event.statement or "")
-        lines.append(prompt + text.replace("\n", "\n" + " " * len(prompt)))
-        lines += _statement_body(record, chunk)
+        lines.append(_prompted(prompt, event.statement or ""))
+        if found:
+            for chunk in found:
+                lines += show(chunk)
+        else:
+            lines += _unrecorded_body(record, mysql=mysql)
     return "\n".join(lines) + "\n"
+
+
+def _prompted(prompt: str, statement: str) -> str:
+    text = clean(statement)
+    return prompt + text.replace("\n", "\n" + " " * len(prompt))
+
+
+def _loose_operation(chunk: RecordingChunk) -> str:
+    command = parse_tag(chunk.tag).get("command")
+    if command is None and chunk.statement and chunk.statement.startswith("USE "):
+        command = "init_db"
+    return command or "prepare"
 
 
 def _statement_header(stamp: str, record: AuditRecord) -> str:
@@ -256,12 +275,11 @@ def _statement_header(stamp: str, record: AuditRecord) -> str:
     return "  ".join(parts)
 
 
-def _statement_body(record: AuditRecord, chunk: RecordingChunk | None) -> list[str]:
+def _unrecorded_body(record: AuditRecord, *, mysql: bool) -> list[str]:
     event = record.event
-    if chunk is not None:
-        return format_chunk(chunk)
     if event.verdict == "deny":
-        return [f"ERROR:  {clean(event.message or 'statement denied')}"]
+        message = clean(event.message or "statement denied")
+        return [f"ERROR: {message}" if mysql else f"ERROR:  {message}"]
     if record.outcome is None:
         return ["(no result recorded)"]
     note = f"(result not recorded; outcome {record.outcome}"
@@ -272,25 +290,30 @@ def _statement_body(record: AuditRecord, chunk: RecordingChunk | None) -> list[s
     return [note + ")"]
 
 
+def _chunk_json(chunk: RecordingChunk) -> dict[str, Any]:
+    return {
+        "seq": chunk.seq,
+        "status": chunk.status,
+        "started": None if chunk.started is None else format_time(chunk.started),
+        "finished": format_time(chunk.finished),
+        "row_count": chunk.row_count,
+        **chunk.to_data(),
+    }
+
+
 def replay_json(store: AuditStore, session: str) -> str:
-    """The session as one JSON document: its events, each with its recording."""
+    """The session as one JSON document: its events, each with its recording.
+
+    `result` is the step's recorded result (or null); `more_results` holds the
+    further result sets of a MySQL CALL, when it answered several.
+    """
     records = _session_records(store, session)
     steps: list[dict[str, Any]] = []
-    for _, record, chunk in _steps(records, store.recording(session)):
+    for _, record, found in _steps(records, store.recording(session)):
         step: dict[str, Any] = record_to_json(record) if record is not None else {}
-        if chunk is not None:
-            step["result"] = {
-                "seq": chunk.seq,
-                "status": chunk.status,
-                "started": None
-                if chunk.started is None
-                else format_time(chunk.started),
-                "finished": format_time(chunk.finished),
-                "row_count": chunk.row_count,
-                **chunk.to_data(),
-            }
-        else:
-            step["result"] = None
+        step["result"] = _chunk_json(found[0]) if found else None
+        if len(found) > 1:
+            step["more_results"] = [_chunk_json(c) for c in found[1:]]
         steps.append(step)
     return json.dumps({"session": session, "steps": steps}, indent=1) + "\n"
 

@@ -34,6 +34,7 @@ import attrs
 import trio
 
 from pamwire.audit.events import AuditEvent, Completion
+from pamwire.audit.mysql_recording import MySqlRecorder, Recorded, recorded_from_events
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
@@ -127,6 +128,12 @@ class MySqlSession:
         self.max_clients = max_clients
         self.id = secrets.token_hex(6)
         self.events = SessionEvents("mysql", redact_mysql)
+        audit = ctx.config.audit
+        self.recorder = MySqlRecorder(
+            self.id,
+            max_rows_per_statement=audit.record_rows,
+            max_bytes_per_session=audit.record_bytes,
+        )
         self.conn_no = next(_CONNECTION_IDS)
         self.packets = mysql_upstream.PacketStream(
             stream, PacketReader(max_packet_size=LOGIN_PACKET_LIMIT)
@@ -315,12 +322,15 @@ class MySqlSession:
         events: list[AuditEvent] | None = None,
         local_infile: bool = False,
         calls: bool = False,
+        recorded: list[Recorded] | None = None,
     ) -> Outcome:
+        """Forward a command and relay its reply; `recorded` are the statements
+        the session recording attributes the reply to (None: not recorded)."""
         assert self.upstream is not None
         raw = block[packet.start : packet.end] if data is None else data
         await self.upstream.stream.send_all(raw)
         started = time.monotonic()
-        outcome = await self._relay_reply(packet.first_byte, local_infile)
+        outcome = await self._relay_reply(packet.first_byte, local_infile, recorded)
         if outcome.ok and packet.first_byte != Command.COM_STATISTICS:
             self.status = outcome.status_flags
         self._follow_session_state(outcome)
@@ -328,12 +338,21 @@ class MySqlSession:
             self._complete(events, outcome, time.monotonic() - started, calls=calls)
         return outcome
 
-    async def _relay_reply(self, command: int, local_infile: bool) -> Outcome:
-        """Relay the server's reply to one command until the tracker says it ended."""
+    async def _relay_reply(
+        self, command: int, local_infile: bool, recorded: list[Recorded] | None
+    ) -> Outcome:
+        """Relay the server's reply to one command until the tracker says it ended.
+
+        With `recorded`, the recorder sees every packet but the rows it does not
+        want: past a limit a row costs one attribute read.
+        """
         assert self.upstream is not None
         upstream = self.upstream.packets
         tracker = ReplyTracker(command, self.caps)
         tracker.next_sequence_id = self.seq
+        recorder = self.recorder if recorded is not None else None
+        if recorder is not None:
+            recorder.command(tracker, recorded or ())
         out: list[bytes] = []
         # busy stays set if this is cancelled or fails: the session then ends
         # and _close stops the statement upstream.
@@ -344,6 +363,8 @@ class MySqlSession:
                 await self._server_gone(out)
             block, packet = got
             step = tracker.feed_packet(block, packet)
+            if recorder is not None and (step is not Step.ROW or recorder.decoding):
+                recorder.server_packet(step, block, packet)
             if step is Step.LOCAL_INFILE_REQUEST:
                 if out:
                     await self.client.send_all(b"".join(out))
@@ -355,6 +376,9 @@ class MySqlSession:
                 await self.client.send_all(b"".join(out))
                 out.clear()
         self.busy = False
+        if recorder is not None:
+            recorder.reply_done()
+            self.ctx.audit.record(recorder.drain())
         assert tracker.outcome is not None
         return tracker.outcome
 
@@ -379,15 +403,15 @@ class MySqlSession:
             log.info("conn %s: local infile %r refused", self.conn_no, request.filename)
             await self.upstream.stream.send_all(frame(b"", next_seq))
             tracker.client_packet(0, next_seq)
-            await self.client.send_all(
-                replies.denial(
-                    _LOCAL_INFILE.rule,
-                    _LOCAL_INFILE.message,
-                    "load",
-                    packet.sequence_id,
-                    self.caps,
-                )
+            refusal = replies.denial(
+                _LOCAL_INFILE.rule,
+                _LOCAL_INFILE.message,
+                "load",
+                packet.sequence_id,
+                self.caps,
             )
+            self.recorder.answered(refusal)
+            await self.client.send_all(refusal)
             # Drain the rest of the reply; the client has its answer.
             while not tracker.done:
                 got = await self.upstream.packets.next()
@@ -441,6 +465,7 @@ class MySqlSession:
             events=checked.events,
             local_infile=checked.local_infile,
             calls=calls,
+            recorded=recorded_from_events(checked.events),
         )
         if outcome.ok and checked.use_database is not None:
             self.database = checked.use_database
@@ -558,9 +583,13 @@ class MySqlSession:
                 Completion(event.event_id, 0.0, "skipped", None, None)
             )
         decision, kind = checked.denied
-        await self._reply(
-            replies.denial(decision.rule, decision.message, kind, self.seq, self.caps)
+        reply = replies.denial(
+            decision.rule, decision.message, kind, self.seq, self.caps
         )
+        refused = next(i for i, e in enumerate(checked.events) if e.verdict == "deny")
+        self.recorder.refused(recorded_from_events(checked.events), refused, reply)
+        self.ctx.audit.record(self.recorder.drain())
+        await self._reply(reply)
 
     async def _deny_audit_down(self) -> None:
         await self._reply(
@@ -587,7 +616,10 @@ class MySqlSession:
         if checked.denied is not None:
             await self._deny(checked)
             return
-        outcome = await self._forward(block, packet)
+        # An allowed prepare has no event of its own (its executions do); the
+        # recording shows it, and its error if the server refused it.
+        recorded = [Recorded(None, redact_mysql(message.query), time.time())]
+        outcome = await self._forward(block, packet, recorded=recorded)
         prepared = outcome.prepare_ok
         if prepared is not None:
             facts = checked.facts[0] if len(checked.facts) == 1 else None
@@ -614,7 +646,13 @@ class MySqlSession:
             await self._deny_audit_down()
             return
         calls = prepared.facts is not None and prepared.facts.kind == "call"
-        outcome = await self._forward(block, packet, events=[event], calls=calls)
+        outcome = await self._forward(
+            block,
+            packet,
+            events=[event],
+            calls=calls,
+            recorded=recorded_from_events([event]),
+        )
         facts = prepared.facts
         if (
             outcome.ok
@@ -663,16 +701,19 @@ class MySqlSession:
             )
             event = self._statement_event(f"USE {name}", None, decision, "init_db")
             await self._write_events([event])
-            await self._reply(
-                replies.database_refused(
-                    name, self.target.name, database, self.seq, self.caps
-                )
+            reply = replies.database_refused(
+                name, self.target.name, database, self.seq, self.caps
             )
+            self.recorder.refused(recorded_from_events([event]), 0, reply)
+            self.ctx.audit.record(self.recorder.drain())
+            await self._reply(reply)
             return
         data = None
         if name != database:
             data = codec.encode(m.ComInitDb(database), self.caps, 0)
-        outcome = await self._forward(block, packet, data=data)
+        # An allowed COM_INIT_DB has no event; the recording shows it.
+        recorded = [Recorded(None, f"USE {redact_mysql(name)}", time.time())]
+        outcome = await self._forward(block, packet, data=data, recorded=recorded)
         if outcome.ok:
             self.database = database
 
@@ -878,6 +919,7 @@ class MySqlSession:
                     await trio.aclose_forcefully(upstream.stream)
                 else:
                     await mysql_upstream.close_with_quit(upstream, self.caps)
+                self.ctx.audit.record(self.recorder.close())
                 self._audit_nowait("session_end")
             await trio.aclose_forcefully(self.client)
         log.debug("conn %s: closed", self.conn_no)

@@ -100,6 +100,8 @@ class _Checked:
     events: list[AuditEvent]
     facts: tuple[StatementFacts, ...]
     denied: tuple[Decision, str | None] | None = None
+    # The decision behind each event (it keeps the overrides used).
+    decisions: list[Decision] = attrs.field(factory=list)
     kill: tuple[int, bool] | None = None
     use_database: str | None = None
     local_infile: bool = False
@@ -455,7 +457,7 @@ class MySqlSession:
             decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
             event = self._statement_event(sql, None, decision, operation)
             denied = (decision, None) if decision.verdict == "deny" else None
-            return _Checked([event], (), denied)
+            return _Checked([event], (), denied, [decision])
         statements = analysis.statements
         checked = _Checked([], statements)
         for facts in statements:
@@ -469,6 +471,7 @@ class MySqlSession:
             checked.events.append(
                 self._statement_event(facts.text, facts, decision, operation)
             )
+            checked.decisions.append(decision)
             if decision.verdict == "deny" and checked.denied is None:
                 checked.denied = (decision, facts.kind)
         return checked
@@ -591,10 +594,7 @@ class MySqlSession:
         prepared = outcome.prepare_ok
         if prepared is not None:
             facts = checked.facts[0] if len(checked.facts) == 1 else None
-            decision = strongest(
-                Decision(e.verdict or "allow", e.rule, e.message)
-                for e in checked.events
-            )
+            decision = strongest(checked.decisions)
             self.statements[prepared.statement_id] = _Prepared(
                 message.query, facts, decision
             )

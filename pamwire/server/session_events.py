@@ -67,7 +67,8 @@ class SessionEvents:
     ) -> AuditEvent:
         """A statement's event. Secrets (passwords in CREATE ROLE/USER, user
         mappings, connection strings) are cut from the stored text; the
-        fingerprint, taken from the original, still correlates."""
+        fingerprint, taken from the original, still correlates. ``detail`` names
+        the deny rules an override lifted, and the rules that lifted them."""
         return self.event(
             session,
             "statement",
@@ -75,6 +76,7 @@ class SessionEvents:
             verdict=decision.verdict,
             rule=decision.rule,
             message=decision.message,
+            detail=decision.lifted_text(),
             statement_kind=facts.kind if facts else None,
             fingerprint=facts.fingerprint if facts else None,
             operation=operation,

@@ -170,11 +170,14 @@ def _unknown_ref(ref: str, by_ref: dict[str, Rule], by_id: dict[str, Rule]) -> s
     known = by_id.get(rule_id)
     if known is not None:
         return f"unknown rule {ref!r}; rule {rule_id!r} is {known.ref!r}"
-    near = difflib.get_close_matches(ref, by_ref, n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
     files = sorted({rule.origin for rule in by_ref.values()})
     if origin not in files:
-        hint += f" (loaded files: {', '.join(files) or 'none'})"
+        return (
+            f"unknown rule {ref!r}: neither pack:{origin} nor {origin}.toml "
+            f"is loaded; loaded: {', '.join(files)}"
+        )
+    near = difflib.get_close_matches(ref, by_ref, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
     return f"unknown rule {ref!r}{hint}"
 
 

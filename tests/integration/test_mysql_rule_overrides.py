@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from typing import Any
 
+import mysql.connector
 import pymysql
 import pytest
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 PERSONS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 TABLE = "ld_override"
+SCRATCH = "scratch_override"
 
 EXCEPTIONS = f"""\
 [[rule]]
@@ -51,6 +53,14 @@ when.kind = ["load"]
 when.copy = ["stdio"]
 when.group = ["importers"]
 when.tables_written = ["*.{TABLE}"]
+
+[[rule]]
+id = "bob-truncates-scratch"
+action = "allow"
+overrides = ["baseline/no-truncate"]
+when.kind = ["truncate"]
+when.user = ["bob"]
+when.tables_written = ["*.{SCRATCH}"]
 """
 
 GROUPS = """
@@ -76,7 +86,8 @@ def _start(server: MariaDBServer) -> MysqlProxy:
         )
         assert added.returncode == 0, added.stderr
     server.sql(
-        f"CREATE TABLE IF NOT EXISTS {TABLE} (tag VARCHAR(40), n INT)",
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (tag VARCHAR(40), n INT); "
+        f"CREATE TABLE IF NOT EXISTS {SCRATCH} (n INT)",
         database=APP_DATABASE,
     )
     proxy.start()
@@ -197,3 +208,50 @@ def test_mysql_override_does_not_reach_other_tables(
             assert cur.fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_mysql_override_of_a_prepared_statement_is_audited_at_execute(
+    proxy: MysqlProxy,
+) -> None:
+    proxy.server.sql(f"INSERT INTO {SCRATCH} VALUES (1)", database=APP_DATABASE)
+    statement = f"TRUNCATE TABLE {SCRATCH}"
+    bob = mysql.connector.connect(
+        **proxy.connect_args(user="bob", password=PERSONS["bob"]),
+        use_pure=True,
+        ssl_disabled=True,
+    )
+    try:
+        cur = bob.cursor(prepared=True)  # type: ignore[call-arg]
+        cur.execute(statement)
+        cur.close()
+    finally:
+        bob.close()
+    count = proxy.server.sql(f"SELECT COUNT(*) FROM {SCRATCH}", database=APP_DATABASE)
+    assert count.split() == ["0"]
+
+    alice = mysql.connector.connect(
+        **proxy.connect_args(user="alice", password=PERSONS["alice"]),
+        use_pure=True,
+        ssl_disabled=True,
+    )
+    try:
+        cur = alice.cursor(prepared=True)  # type: ignore[call-arg]
+        with pytest.raises(mysql.connector.Error) as caught:
+            cur.execute(statement)
+        assert "no-truncate" in str(caught.value)
+    finally:
+        alice.close()
+
+    events = [
+        e
+        for e in proxy.log_events()
+        if e["kind"] == "statement" and e["statement"] == statement
+    ]
+    lifted = "deny rule baseline/no-truncate lifted by exceptions/bob-truncates-scratch"
+    # An allowed COM_STMT_PREPARE leaves no event; its execution does.
+    (run,) = [e for e in events if e["user"] == "bob"]
+    assert run["operation"] == "execute"
+    assert (run["verdict"], run["rule"]) == ("allow", "bob-truncates-scratch")
+    assert run["detail"] == lifted
+    (refused,) = [e for e in events if e["user"] == "alice"]
+    assert (refused["verdict"], refused["rule"]) == ("deny", "no-truncate")

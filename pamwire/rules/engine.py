@@ -5,6 +5,12 @@ matches when any entry does. With no matching rule the verdict is allow. An
 allow-list (the read-only pack) is a deny rule on a negated condition:
 ``kind_not_in`` and ``functions_not_in`` hold when the statement steps outside
 the listed kinds or functions.
+
+Exceptions are explicit: an allow rule may name deny rules it *overrides*
+(``FILE/ID``). When it matches a statement, those deny rules do not count for
+that statement; every other matching deny still wins. Only allow rules
+override and only deny rules are overridden, so overrides never chain. The
+decision records each lifted deny and the rule that lifted it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from pamwire.errors import ConfigError
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 
 VERDICTS = ("allow", "deny", "audit")
@@ -83,12 +90,35 @@ class TimeWindow:
 
 
 @attrs.frozen
+class Lift:
+    """A matching deny rule that did not count, and the allow rule that lifted it.
+
+    Both are rule references, ``FILE/ID`` (see ``Rule.ref``).
+    """
+
+    deny: str
+    by: str
+
+
+@attrs.frozen
 class Decision:
-    """A verdict and the rule that gave it (``rule`` None: no rule matched)."""
+    """A verdict and the rule that gave it (``rule`` None: no rule matched).
+
+    ``lifted`` lists the deny rules that matched but were overridden.
+    """
 
     verdict: str
     rule: str | None
     message: str | None
+    lifted: tuple[Lift, ...] = ()
+
+    def lifted_text(self) -> str | None:
+        """The overrides used, as one line for the audit trail; None if none."""
+        if not self.lifted:
+            return None
+        return "; ".join(
+            f"deny rule {lift.deny} lifted by {lift.by}" for lift in self.lifted
+        )
 
 
 @attrs.frozen
@@ -184,11 +214,18 @@ class Example:
 
 @attrs.frozen
 class Rule:
-    """One rule of a rule file; ``None`` conditions are not stated and always hold."""
+    """One rule of a rule file; ``None`` conditions are not stated and always hold.
+
+    ``origin`` is the name of the file the rule comes from (``baseline`` for
+    ``pack:baseline`` or ``baseline.toml``); ``overrides`` holds the references
+    (``FILE/ID``) of the deny rules an allow rule lifts.
+    """
 
     id: str
     action: str
     source: str
+    origin: str = ""
+    overrides: tuple[str, ...] = ()
     description: str | None = None
     message: str | None = None
     kinds: frozenset[str] | None = None
@@ -213,6 +250,11 @@ class Rule:
     window: TimeWindow | None = None
     unparsable: bool = False
     examples: tuple[Example, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """How other rules name this one: ``FILE/ID``, or the id without a file."""
+        return f"{self.origin}/{self.id}" if self.origin else self.id
 
     def matches_context(self, ctx: RuleContext) -> bool:
         if self.targets is not None and not self.targets.match(ctx.target):
@@ -286,7 +328,9 @@ class RuleSet:
     """Rules in file order; decides statements, caching decisions."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
+        """ConfigError if an override does not name a deny rule of the set."""
         self._rules = tuple(rules)
+        _check_overrides(self._rules)
         self._timed = any(rule.window is not None for rule in self._rules)
         self._decide_cached = functools.lru_cache(maxsize=DECISION_CACHE_SIZE)(
             self._decide
@@ -355,18 +399,56 @@ class RuleSet:
         return [self.decide(facts, ctx) for facts in analysis.statements]
 
 
-def _first_by_precedence(matched: Iterable[Rule]) -> Decision:
-    """The first deny, else the first audit, else the first allow, else allow."""
-    audit = allow = None
+def _check_overrides(rules: Sequence[Rule]) -> None:
+    """Every override names a deny rule of the set, from an allow rule."""
+    by_ref = {rule.ref: rule for rule in rules}
+    for rule in rules:
+        if rule.overrides and rule.action != "allow":
+            raise ConfigError(
+                f"only allow rules can override; this one is {rule.action}",
+                path=rule.source,
+                key=f"rule {rule.id!r} overrides",
+            )
+        for ref in rule.overrides:
+            named = by_ref.get(ref)
+            if named is None or named.action != "deny" or named is rule:
+                raise ConfigError(
+                    f"override {ref!r} does not name a deny rule",
+                    path=rule.source,
+                    key=f"rule {rule.id!r} overrides",
+                )
+
+
+def _first_by_precedence(matched: Sequence[Rule]) -> Decision:
+    """The first deny not overridden, else the first audit, else an allow, else allow.
+
+    An allow that lifted a matching deny names the decision before other allows,
+    so the trail shows the exception that was used.
+    """
+    lifted_by: dict[str, Rule] = {}
+    for rule in matched:
+        if rule.action == "allow":
+            for ref in rule.overrides:
+                lifted_by.setdefault(ref, rule)
+    lifts: list[Lift] = []
+    deny = audit = allow = exception = None
     for rule in matched:
         if rule.action == "deny":
-            return rule.decision()
-        if rule.action == "audit" and audit is None:
+            lifter = lifted_by.get(rule.ref)
+            if lifter is not None:
+                lifts.append(Lift(rule.ref, lifter.ref))
+                exception = exception or lifter
+            elif deny is None:
+                deny = rule
+        elif rule.action == "audit" and audit is None:
             audit = rule
         elif rule.action == "allow" and allow is None:
             allow = rule
-    chosen = audit or allow
-    return _ALLOW if chosen is None else chosen.decision()
+    chosen = deny or audit or exception or allow
+    if chosen is None:
+        return _ALLOW
+    decision = chosen.decision()
+    return attrs.evolve(decision, lifted=tuple(lifts)) if lifts else decision
 
 
 def strongest(decisions: Iterable[Decision]) -> Decision:

@@ -91,12 +91,20 @@ def explain(
         decision = ruleset.decide(facts, ctx)
         decisions.append(decision)
         matched = ruleset.matching(facts, ctx)
+        lifted_by = {lift.deny: lift.by for lift in decision.lifted}
         statements.append(
             {
                 "facts": _facts(facts),
                 **_decision(decision),
                 "rules": [
-                    {"id": rule.id, "action": rule.action, "source": rule.source}
+                    {
+                        "id": rule.id,
+                        "ref": rule.ref,
+                        "action": rule.action,
+                        "source": rule.source,
+                        "overrides": list(rule.overrides),
+                        "lifted_by": lifted_by.get(rule.ref),
+                    }
                     for rule in matched
                 ],
             }
@@ -107,8 +115,13 @@ def explain(
         for rule in statement["rules"]:
             if rule["id"] not in rule_ids:
                 rule_ids.append(rule["id"])
+    # Every exception used, in any statement, shows at the top.
+    lifted: list[dict[str, str]] = []
+    for statement in statements:
+        lifted.extend(x for x in statement["lifted"] if x not in lifted)
     return {
         **_decision(overall),
+        "lifted": lifted,
         "rules": rule_ids,
         "statements": statements,
         "error": None,
@@ -166,11 +179,19 @@ def _decision(decision: Decision) -> dict[str, Any]:
         "verdict": decision.verdict,
         "rule": decision.rule,
         "message": decision.message,
+        "lifted": [{"deny": lift.deny, "by": lift.by} for lift in decision.lifted],
     }
 
 
 def _match(decision: Decision) -> dict[str, Any]:
-    return {"id": decision.rule, "action": decision.verdict, "source": "built-in"}
+    return {
+        "id": decision.rule,
+        "ref": decision.rule,
+        "action": decision.verdict,
+        "source": "built-in",
+        "overrides": [],
+        "lifted_by": None,
+    }
 
 
 def _facts(facts: StatementFacts) -> dict[str, Any]:
@@ -208,12 +229,17 @@ def _table(report: dict[str, Any]) -> str:
                 value = f"{value['kind']} ({value['text']})"
             lines.append(f"  {key:<15} {value}")
         for rule in statement["rules"]:
-            lines.append(f"  matched         {rule['action']:<6} {rule['id']}")
+            note = f" (lifted by {rule['lifted_by']})" if rule["lifted_by"] else ""
+            lines.append(f"  matched         {rule['action']:<6} {rule['id']}{note}")
+        for lift in statement["lifted"]:
+            lines.append(f"  override        {lift['by']} lifts {lift['deny']}")
         lines.append(f"  verdict         {statement['verdict']}")
     if report["error"]:
         lines.append(f"cannot analyze: {report['error']}")
     by = f" by rule {report['rule']}" if report["rule"] else ""
     lines.append(f"verdict: {report['verdict']}{by}")
+    for lift in report["lifted"]:
+        lines.append(f"override: deny rule {lift['deny']} lifted by {lift['by']}")
     if report["verdict"] != "allow" and report["message"]:
         lines.append(f"message: {report['message']}")
     return "\n".join(lines)

@@ -38,7 +38,15 @@ from pamwire.sql import mysql, pg
 from pamwire.sql.facts import COPY_TARGETS, KINDS, OBJECT_TYPES
 
 _TOP_KEYS = ("rule",)
-_RULE_KEYS = ("id", "description", "action", "message", "when", "example")
+_RULE_KEYS = (
+    "id",
+    "description",
+    "action",
+    "message",
+    "overrides",
+    "when",
+    "example",
+)
 _WHEN_KEYS = (
     "kind",
     "kind_not_in",
@@ -87,6 +95,9 @@ _EXAMPLE_KEYS = (
 _TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)\Z")
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 
+# Makes the error for a key of one rule: (key, message) -> ConfigError.
+_Fail = Callable[[str, str], ConfigError]
+
 # Where the shipped packs live inside the installed package. Each file there is a
 # symbolic link to the user-facing copy in the repository's rules/ folder.
 _PACKS = ("data", "rules")
@@ -112,8 +123,9 @@ def load_rules(paths: Sequence[pathlib.Path]) -> RuleSet:
     """Load rule files in order into one RuleSet; ConfigError on any mistake."""
     rules: list[Rule] = []
     seen: dict[str, str] = {}
+    fails: dict[str, _Fail] = {}
     for path in paths:
-        for rule in _load_file(pathlib.Path(path)):
+        for rule, fail in _load_file(pathlib.Path(path)):
             if rule.id in seen:
                 raise ConfigError(
                     f"duplicate rule id, first defined at {seen[rule.id]}",
@@ -121,8 +133,52 @@ def load_rules(paths: Sequence[pathlib.Path]) -> RuleSet:
                     key=f"rule {rule.id!r} id",
                 )
             seen[rule.id] = rule.source
+            fails[rule.id] = fail
             rules.append(rule)
+    _check_overrides(rules, fails)
     return RuleSet(rules)
+
+
+def _check_overrides(rules: Sequence[Rule], fails: dict[str, _Fail]) -> None:
+    """Each override names, as FILE/ID, a deny rule of some loaded file.
+
+    Files may come in any order: a rule can name one loaded after it.
+    """
+    by_ref = {rule.ref: rule for rule in rules}
+    by_id = {rule.id: rule for rule in rules}
+    for rule in rules:
+        for ref in rule.overrides:
+            named = by_ref.get(ref)
+            if named is None:
+                raise fails[rule.id]("overrides", _unknown_ref(ref, by_ref, by_id))
+            if named is rule:
+                raise fails[rule.id]("overrides", "a rule cannot override itself")
+            if named.action != "deny":
+                raise fails[rule.id](
+                    "overrides",
+                    f"{ref!r} is an {named.action} rule; only deny rules "
+                    "can be overridden",
+                )
+
+
+def _unknown_ref(ref: str, by_ref: dict[str, Rule], by_id: dict[str, Rule]) -> str:
+    origin, slash, rule_id = ref.rpartition("/")
+    if not slash:
+        known = by_id.get(ref)
+        hint = f", e.g. {known.ref!r}" if known else ""
+        return f"override {ref!r} must name the rule's file too: FILE/ID{hint}"
+    known = by_id.get(rule_id)
+    if known is not None:
+        return f"unknown rule {ref!r}; rule {rule_id!r} is {known.ref!r}"
+    files = sorted({rule.origin for rule in by_ref.values()})
+    if origin not in files:
+        return (
+            f"unknown rule {ref!r}: neither pack:{origin} nor {origin}.toml "
+            f"is loaded; loaded: {', '.join(files)}"
+        )
+    near = difflib.get_close_matches(ref, by_ref, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"unknown rule {ref!r}{hint}"
 
 
 def run_examples(ruleset: RuleSet) -> list[str]:
@@ -172,6 +228,8 @@ class _File:
     def __init__(self, path: pathlib.Path, text: str) -> None:
         self.path = path
         self.lines = text.splitlines()
+        # How rules name this file in ``overrides``: baseline.toml is "baseline".
+        self.origin = path.name.removesuffix(".toml")
 
     def line_of(self, pattern: str, span: tuple[int, int] | None = None) -> int | None:
         """The 1-based number of the first line matching ``pattern`` within ``span``.
@@ -196,7 +254,8 @@ class _File:
         return f"{self.path}:{line}" if line else str(self.path)
 
 
-def _load_file(path: pathlib.Path) -> list[Rule]:
+def _load_file(path: pathlib.Path) -> list[tuple[Rule, _Fail]]:
+    """The rules of one file, each with a maker of errors pointing into it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -230,7 +289,7 @@ def _load_file(path: pathlib.Path) -> list[Rule]:
 
 def _build_rule(
     file: _File, entry: Any, number: int, span: tuple[int, int] | None
-) -> Rule:
+) -> tuple[Rule, _Fail]:
     raw_id = entry.get("id") if isinstance(entry, dict) else None
     label = f"rule {raw_id!r}" if isinstance(raw_id, str) else f"rule #{number}"
     line: int | None = None
@@ -274,15 +333,39 @@ def _build_rule(
     _check_keys(when, _WHEN_KEYS, where, f"{label} when.")
     conditions = _conditions(when, fail)
 
-    return Rule(
+    rule = Rule(
         id=rule_id,
         action=action,
         source=where,
+        origin=file.origin,
+        overrides=_overrides(entry, action, fail),
         description=_string(entry, "description", fail),
         message=_string(entry, "message", fail),
         examples=_examples(entry.get("example", []), fail),
         **conditions,
     )
+    return rule, fail
+
+
+def _overrides(entry: dict[str, Any], action: str, fail: _Fail) -> tuple[str, ...]:
+    """``overrides``: references FILE/ID, checked against the other rules later."""
+    value = entry.get("overrides")
+    if value is None:
+        return ()
+    if action != "allow":
+        raise fail("overrides", f"only allow rules can override; this rule is {action}")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise fail("overrides", f"must be a string or a non-empty list, not {value!r}")
+    refs: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise fail("overrides", f"entries must be non-empty strings, not {item!r}")
+        if item in refs:
+            raise fail("overrides", f"{item!r} is named twice")
+        refs.append(item)
+    return tuple(refs)
 
 
 def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -> Any:

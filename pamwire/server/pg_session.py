@@ -610,6 +610,7 @@ class PgSession:
         analysis = self._analyze(message.query)
         ctx = self._rule_context()
         events: list[AuditEvent] = []
+        decisions: list[Decision] = []
         denied: tuple[Decision, StatementFacts | None] | None = None
         if analysis.error is not None:
             decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
@@ -619,6 +620,7 @@ class PgSession:
         else:
             for facts in analysis.statements:
                 decision = self._decide(facts, ctx)
+                decisions.append(decision)
                 events.append(
                     self._statement_event(facts.text, facts, decision, "query")
                 )
@@ -641,8 +643,8 @@ class PgSession:
             self._record([])
             return self._poison_query(_AUDIT_DOWN, None)
         self._record(events)
-        for facts, event in zip(analysis.statements, events, strict=False):
-            self._track_sql_prepare(facts, event)
+        for facts, decision in zip(analysis.statements, decisions, strict=False):
+            self._track_sql_prepare(facts, decision)
             self._follow_settings(facts)
         self._settle_after(analysis.statements)
         self.tracker.sent(Op.QUERY, [e.event_id for e in events])
@@ -794,12 +796,11 @@ class PgSession:
                 return current.decision
         return self.ctx.rules.decide(facts, ctx)
 
-    def _track_sql_prepare(self, facts: StatementFacts, event: AuditEvent) -> None:
+    def _track_sql_prepare(self, facts: StatementFacts, decision: Decision) -> None:
         """Apply PREPARE, DEALLOCATE and DISCARD ALL of a forwarded Query, in order."""
         name = facts.prepare_name
         if facts.kind == "prepare" and name:
             inner = facts.inner
-            decision = Decision(event.verdict or "allow", event.rule, event.message)
             text = inner.text if inner is not None and inner.text else facts.text
             self.statements[name] = _Prepared(
                 text, inner or facts, decision, self.search_path

@@ -69,8 +69,9 @@ class SessionEvents:
     ) -> AuditEvent:
         """A statement's event. Secrets (passwords in CREATE ROLE/USER, user
         mappings, connection strings) are cut from the stored text; the
-        fingerprint, taken from the original, still correlates. params are the
-        bound parameters as pamwire/audit/params.py keeps them."""
+        fingerprint, taken from the original, still correlates. ``detail`` names
+        the deny rules an override lifted, and the rules that lifted them. params
+        are the bound parameters as pamwire/audit/params.py keeps them."""
         return self.event(
             session,
             "statement",
@@ -78,6 +79,7 @@ class SessionEvents:
             verdict=decision.verdict,
             rule=decision.rule,
             message=decision.message,
+            detail=decision.lifted_text(),
             statement_kind=facts.kind if facts else None,
             fingerprint=facts.fingerprint if facts else None,
             operation=operation,

@@ -391,7 +391,11 @@ def test_docs_rule_examples_load_and_pass(tmp_path: pathlib.Path) -> None:
     blocks = re.findall(r"```toml\n(.*?)```", docs, re.S)
     assert blocks
     for number, block in enumerate(blocks):
-        ruleset = _rules(tmp_path, block, name=f"doc{number}.toml")
+        path = tmp_path / f"doc{number}.toml"
+        path.write_text(block, encoding="utf-8")
+        # A block that overrides a pack's rules is loaded with that pack.
+        packs = sorted(set(re.findall(r'"([a-z-]+)/[a-z0-9._-]+"', block)))
+        ruleset = load_rules([*(builtin_pack(name) for name in packs), path])
         assert run_examples(ruleset) == []
 
 

@@ -100,7 +100,15 @@ def unquote(word: str) -> str | None:
     return None
 
 
-_SECRET_WORD = re.compile(r"\b(identified|password)\b", re.IGNORECASE)
+# A password keyword may end a longer option name (MASTER_PASSWORD, SOURCE_PASSWORD),
+# so only a letter or digit before it makes it part of another word.
+_SECRET_WORD = re.compile(r"(?<![a-z0-9$])(identified|password)\b", re.IGNORECASE)
+
+
+def may_carry_secret_mysql(text: str) -> bool:
+    """True if the text names IDENTIFIED or a password option: values bound to
+    such a statement are kept out of the trail even when values are recorded."""
+    return _SECRET_WORD.search(text) is not None
 
 
 def redact_mysql(text: str) -> str:

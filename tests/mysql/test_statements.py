@@ -8,6 +8,7 @@ from pamwire.mysql import codec, replies
 from pamwire.mysql import messages as m
 from pamwire.mysql.statements import (
     leading_words,
+    may_carry_secret_mysql,
     parse_kill,
     parse_server_version,
     redact_mysql,
@@ -71,6 +72,27 @@ def test_redact_mysql_cuts_after_secrets() -> None:
     )
     assert "hunter2" not in redact_mysql("SET PASSWORD FOR u = PASSWORD('hunter2')")
     assert redact_mysql("SELECT '\udce9'") == "SELECT '\ufffd'"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CHANGE MASTER TO MASTER_HOST='h', MASTER_PASSWORD='hunter2'",
+        "CHANGE REPLICATION SOURCE TO SOURCE_PASSWORD = 'hunter2'",
+        "change master to master_password='hunter2'",
+        "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (PASSWORD 'hunter2')",
+        "ALTER USER u IDENTIFIED VIA ed25519 USING PASSWORD('hunter2')",
+    ],
+)
+def test_redact_mysql_cuts_password_options(text: str) -> None:
+    assert "hunter2" not in redact_mysql(text)
+    assert may_carry_secret_mysql(text)
+
+
+def test_redact_mysql_keeps_columns_that_only_start_with_password() -> None:
+    text = "SELECT password_hash, passwords FROM accounts"
+    assert redact_mysql(text) == text
+    assert not may_carry_secret_mysql(text)
 
 
 def test_denial_is_1142_naming_the_rule() -> None:

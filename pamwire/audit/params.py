@@ -96,3 +96,90 @@ def _hex(value: bytes) -> str:
     shown = value[: MAX_CHARS // 2]
     text = "\\x" + shown.hex()
     return text if len(shown) == len(value) else f"{text}…({len(value)} bytes)"
+
+
+# MySQL binary-protocol types (the type byte of COM_STMT_EXECUTE's parameter types).
+_MY_INTEGERS = {1: 1, 2: 2, 13: 2, 3: 4, 9: 4, 8: 8}  # TINY, SHORT, YEAR, LONG, ...
+_MY_FLOATS = {4: "<f", 5: "<d"}
+_MY_DATES = frozenset({7, 10, 12})  # TIMESTAMP, DATE, DATETIME
+_MY_TIME = 11
+_MY_UNSIGNED = 0x80
+
+
+def mysql_params(
+    mode: str,
+    values: Sequence[bytes | None],
+    types: Sequence[tuple[int, int]],
+    *,
+    secret: bool,
+    long_data: Sequence[int] = (),
+) -> Params | None:
+    """The params of a MySQL COM_STMT_EXECUTE in the given mode.
+
+    values are the binary-protocol fields as on the wire (length prefix included);
+    types the (type, flags) pairs that apply; long_data the parameters whose value
+    came by COM_STMT_SEND_LONG_DATA (kept as "(long data)").
+    """
+    if mode == "none":
+        return None
+    if mode != "values" or secret:
+        return redacted(values)
+    out: list[str | None] = []
+    for index, value in enumerate(values):
+        if value is None:
+            out.append(None)
+        elif index in long_data:
+            out.append("(long data)")
+        else:
+            kind, flags = types[index] if index < len(types) else (-1, 0)
+            out.append(_mysql_value(value, kind, flags))
+    return tuple(out)
+
+
+def _mysql_value(value: bytes, kind: int, flags: int) -> str:
+    if _MY_INTEGERS.get(kind) == len(value):
+        return str(int.from_bytes(value, "little", signed=not flags & _MY_UNSIGNED))
+    if kind in _MY_FLOATS and len(value) == struct.calcsize(_MY_FLOATS[kind]):
+        return repr(struct.unpack(_MY_FLOATS[kind], value)[0])
+    if kind in _MY_DATES and value and value[0] == len(value) - 1:
+        return _mysql_datetime(value[1:])
+    if kind == _MY_TIME and value and value[0] == len(value) - 1:
+        return _mysql_time(value[1:])
+    body = _lenenc_body(value)
+    return _hex(value) if body is None else _text(body)
+
+
+def _lenenc_body(value: bytes) -> bytes | None:
+    """The bytes after a length-encoded integer prefix, if it says their length."""
+    if not value:
+        return None
+    first = value[0]
+    width = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first, 0)
+    if first == 0xFF or (width == 0 and first > 0xFA):
+        return None
+    size = first if width == 0 else int.from_bytes(value[1 : 1 + width], "little")
+    body = value[1 + width :]
+    return body if len(body) == size else None
+
+
+def _mysql_datetime(body: bytes) -> str:
+    if not body:
+        return "0000-00-00 00:00:00"
+    year = int.from_bytes(body[:2], "little")
+    text = f"{year:04d}-{body[2]:02d}-{body[3]:02d}"
+    if len(body) >= 7:
+        text += f" {body[4]:02d}:{body[5]:02d}:{body[6]:02d}"
+    if len(body) == 11:
+        text += f".{int.from_bytes(body[7:], 'little'):06d}"
+    return text
+
+
+def _mysql_time(body: bytes) -> str:
+    if not body:
+        return "00:00:00"
+    sign = "-" if body[0] else ""
+    hours = int.from_bytes(body[1:5], "little") * 24 + body[5]
+    text = f"{sign}{hours:02d}:{body[6]:02d}:{body[7]:02d}"
+    if len(body) == 12:
+        text += f".{int.from_bytes(body[8:], 'little'):06d}"
+    return text

@@ -35,6 +35,7 @@ import trio
 
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.mysql_recording import MySqlRecorder, Recorded, recorded_from_events
+from pamwire.audit.params import Params, mysql_params
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
@@ -49,6 +50,7 @@ from pamwire.mysql.packets import Packet, PacketReader, frame, payload
 from pamwire.mysql.results import Outcome, ReplyTracker, Step
 from pamwire.mysql.statements import (
     leading_words,
+    may_carry_secret_mysql,
     parse_kill,
     redact_mysql,
     unquote,
@@ -92,6 +94,11 @@ class _Prepared:
     text: str
     facts: StatementFacts | None
     decision: Decision
+    # For the trail's params: COM_STMT_PREPARE_OK's count, the (type, flags) pairs
+    # of the last execute that bound them, and parameters sent as long data since.
+    num_params: int = 0
+    types: tuple[tuple[int, int], ...] = ()
+    long_data: set[int] = attrs.Factory(set)
 
 
 @attrs.define
@@ -631,7 +638,7 @@ class MySqlSession:
             facts = checked.facts[0] if len(checked.facts) == 1 else None
             decision = strongest(checked.decisions)
             self.statements[prepared.statement_id] = _Prepared(
-                message.query, facts, decision
+                message.query, facts, decision, prepared.num_params
             )
 
     async def _on_execute(self, block: bytes, packet: Packet) -> None:
@@ -643,7 +650,11 @@ class MySqlSession:
             )
             return
         event = self._statement_event(
-            prepared.text, prepared.facts, prepared.decision, "execute"
+            prepared.text,
+            prepared.facts,
+            prepared.decision,
+            "execute",
+            self._execute_params(prepared, block, packet),
         )
         if not await self._write_events([event]):
             await self._deny_audit_down()
@@ -676,7 +687,13 @@ class MySqlSession:
                 replies.unknown_statement(statement_id, name, self.seq, self.caps)
             )
             return
+        if command == Command.COM_STMT_RESET:
+            self.statements[statement_id].long_data.clear()
         if command == Command.COM_STMT_SEND_LONG_DATA:
+            if packet.end - packet.start >= 11:
+                # statement id (4 bytes) then the parameter's index (2 bytes)
+                index = block[packet.start + 9] | block[packet.start + 10] << 8
+                self.statements[statement_id].long_data.add(index)
             assert self.upstream is not None
             await self.upstream.stream.send_all(block[packet.start : packet.end])
             return
@@ -824,8 +841,39 @@ class MySqlSession:
         facts: StatementFacts | None,
         decision: Decision,
         operation: str,
+        params: Params | None = None,
     ) -> AuditEvent:
-        return self.events.statement(self, text, facts, decision, operation)
+        return self.events.statement(self, text, facts, decision, operation, params)
+
+    def _execute_params(
+        self, prepared: _Prepared, block: bytes, packet: Packet
+    ) -> Params | None:
+        """The execute's parameters as the target's audit_params says to keep them.
+
+        Also notes the types it binds for later executes. Values pamwire cannot
+        decode are not kept (None); the server judges the packet itself.
+        """
+        mode = self.target.audit_params if self.target else "redacted"
+        long_data, prepared.long_data = prepared.long_data, set()
+        if mode == "none" or prepared.num_params == 0:
+            return None
+        known = m.StatementParams(
+            prepared.num_params, prepared.types, frozenset(long_data)
+        )
+        try:
+            message = codec.decode_com_stmt_execute(payload(block, packet), known)
+        except ProtocolError as exc:
+            log.debug("conn %s: execute parameters not decoded: %s", self.conn_no, exc)
+            return None
+        if message.parameter_types:
+            prepared.types = message.parameter_types
+        return mysql_params(
+            mode,
+            message.values,
+            prepared.types,
+            secret=may_carry_secret_mysql(prepared.text),
+            long_data=message.long_data,
+        )
 
     def _complete(
         self, events: list[AuditEvent], outcome: Outcome, elapsed: float, *, calls: bool

@@ -27,6 +27,7 @@ if typing.TYPE_CHECKING:
 DEFAULT_CONFIG_NAME = "pamwire.toml"
 CONFIG_ENV = "PAMWIRE_CONFIG"
 PROTOCOLS = ("postgres", "mysql")
+DEPRECATE_EOF_CHOICES = ("client", "on", "off")
 T = typing.TypeVar("T")
 
 
@@ -80,6 +81,11 @@ class Target:
         "the name clients use for this target, if not the table's name "
         "(lets a postgres and a mysql target share one name)",
         None,
+    )
+    deprecate_eof: str = _help(
+        "mysql: ask the server for CLIENT_DEPRECATE_EOF as the client did (client), "
+        "whenever it offers it (on) or never (off); pamwire translates between legs",
+        "client",
     )
 
     @property
@@ -306,6 +312,9 @@ def _validate(config: Config, fpath: str) -> None:
                 key=key,
             )
         _check_choice(target.protocol, PROTOCOLS, fpath, f"{key}.protocol")
+        _check_choice(
+            target.deprecate_eof, DEPRECATE_EOF_CHOICES, fpath, f"{key}.deprecate_eof"
+        )
         _check_port(target.port, fpath, f"{key}.port", allow_zero=False)
         cred = target.credential
         if (cred.password_file is None) == (cred.password_env is None):

@@ -275,3 +275,29 @@ def test_mysql_eof_raw_prepare_execute_fetch_field_list_set_option(
         assert _steps(_reply(raw, Command.COM_PING, caps)) == [Step.OK]
     finally:
         raw.close()
+
+
+def test_mysql_eof_local_infile_after_a_translated_result(
+    mysql_open_proxy: MysqlProxy,
+) -> None:
+    # The result set before the file request shifts sequence ids by one: the
+    # client's file packets must be shifted back for the server.
+    path = mysql_open_proxy.workdir / "ld-eof.csv"
+    path.write_text("31,x\n32,y\n")
+    conn = _pymysql(
+        mysql_open_proxy, ON, local_infile=True, autocommit=True, client_flag=MULTI
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS ld (a INT, b TEXT)")
+            cur.execute("DELETE FROM ld WHERE a IN (31, 32)")
+            cur.execute(
+                "SELECT 'before' AS w; "
+                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE ld FIELDS TERMINATED BY ','"
+            )
+            assert cur.fetchall() == (("before",),)
+            assert cur.nextset() and cur.rowcount == 2
+            cur.execute("SELECT a, b FROM ld WHERE a IN (31, 32) ORDER BY a")
+            assert cur.fetchall() == ((31, "x"), (32, "y"))
+    finally:
+        conn.close()

@@ -48,9 +48,8 @@ __all__ = ["EofTranslator", "legs_differ", "renumber", "translate_reply"]
 
 _CURSOR_EXISTS: Final = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
 _STATE_CHANGED: Final = int(ServerStatus.SERVER_SESSION_STATE_CHANGED)
-_DEFINITION_PHASES: Final = frozenset(
-    {Phase.FIRST, Phase.COLUMN_DEFINITIONS, Phase.PARAM_DEFINITIONS}
-)
+# Phases a result's definitions end from (FIRST: cached metadata, none sent).
+_DEFINITION_PHASES: Final = frozenset({Phase.FIRST, Phase.COLUMN_DEFINITIONS})
 
 
 def legs_differ(client_caps: int, server_caps: int) -> bool:

@@ -293,7 +293,8 @@ def test_mysql_eof_local_infile_after_a_translated_result(
             cur.execute("DELETE FROM ld WHERE a IN (31, 32)")
             cur.execute(
                 "SELECT 'before' AS w; "
-                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE ld FIELDS TERMINATED BY ','"
+                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE ld "
+                "FIELDS TERMINATED BY ','"
             )
             assert cur.fetchall() == (("before",),)
             assert cur.nextset() and cur.rowcount == 2

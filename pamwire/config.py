@@ -28,6 +28,7 @@ if typing.TYPE_CHECKING:
 DEFAULT_CONFIG_NAME = "pamwire.toml"
 CONFIG_ENV = "PAMWIRE_CONFIG"
 PROTOCOLS = ("postgres", "mysql")
+DEPRECATE_EOF_CHOICES = ("client", "on", "off")
 T = typing.TypeVar("T")
 
 
@@ -87,6 +88,11 @@ class Target:
         "values (the values, except for statements that may carry a secret) "
         "or none",
         "redacted",
+    )
+    deprecate_eof: str = _help(
+        "mysql: ask the server for CLIENT_DEPRECATE_EOF as the client did (client), "
+        "whenever it offers it (on) or never (off); pamwire translates between legs",
+        "client",
     )
 
     @property
@@ -315,6 +321,9 @@ def _validate(config: Config, fpath: str) -> None:
         _check_choice(target.protocol, PROTOCOLS, fpath, f"{key}.protocol")
         _check_choice(
             target.audit_params, audit_params.MODES, fpath, f"{key}.audit_params"
+        )
+        _check_choice(
+            target.deprecate_eof, DEPRECATE_EOF_CHOICES, fpath, f"{key}.deprecate_eof"
         )
         _check_port(target.port, fpath, f"{key}.port", allow_zero=False)
         cred = target.credential

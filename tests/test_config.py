@@ -149,3 +149,17 @@ def test_config_two_targets_reached_by_one_name_is_an_error(tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match=r"would reach both target\.orders"):
         load_config(_write(tmp_path, GOOD + twin))
+
+
+def test_config_target_deprecate_eof_lists_allowed_values(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD))
+    assert config.targets["orders"].deprecate_eof == "client"
+    bad = GOOD.replace(
+        'credential.password_env = "ORDERS_PW"',
+        'credential.password_env = "ORDERS_PW"\ndeprecate_eof = "yes"',
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"target\.orders\.deprecate_eof: 'yes' is not one of client, on, off",
+    ):
+        load_config(_write(tmp_path, bad))

@@ -8,6 +8,8 @@ Theory of operation (nonce: the 20-byte scramble of the handshake or switch):
 
     mysql_native_password   token = SHA1(pw) XOR SHA1(nonce + SHA1(SHA1(pw)))
     caching_sha2_password   token = SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + nonce)
+    client_ed25519          token = Ed25519 signature of a 32-byte nonce, keyed
+                            by SHA-512(pw) (MariaDB only; upstream only, ed25519.py)
 
 A server holding SHA1(SHA1(pw)), respectively SHA256(SHA256(pw)), XORs the
 second hash out of the token and checks that hashing what remains once more
@@ -27,14 +29,18 @@ import hmac
 import secrets
 
 from pamwire.errors import AuthenticationError, ProtocolError
-from pamwire.mysql import codec
+from pamwire.mysql import codec, ed25519
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Capability
 
 NATIVE_PASSWORD = "mysql_native_password"
 CACHING_SHA2_PASSWORD = "caching_sha2_password"
 CLEAR_PASSWORD = "mysql_clear_password"
+CLIENT_ED25519 = ed25519.CLIENT_ED25519
+# Plugins pamwire checks toward clients (it stores their verifiers).
 SUPPORTED_PLUGINS = (NATIVE_PASSWORD, CACHING_SHA2_PASSWORD)
+# Plugins pamwire answers toward servers.
+UPSTREAM_PLUGINS = (NATIVE_PASSWORD, CACHING_SHA2_PASSWORD, CLIENT_ED25519)
 
 # caching_sha2_password's AuthMoreData codes and the client's key request.
 FAST_AUTH_SUCCESS = b"\x03"
@@ -220,14 +226,18 @@ def caching_sha2_decrypt_password(
 def auth_response(plugin: str, password: str, nonce: bytes) -> bytes:
     """The first answer to plugin's challenge (the auth-switch helper).
 
-    Raises AuthenticationError for a plugin pamwire cannot answer (for example
-    MariaDB's client_ed25519 or dialog), naming it.
+    nonce is the plugin data without a trailing NUL, except for client_ed25519,
+    whose 32 random bytes are taken as sent. Raises AuthenticationError for a
+    plugin pamwire cannot answer (for example MariaDB's dialog), naming it,
+    or for an ed25519 nonce of the wrong length.
     """
     if plugin == NATIVE_PASSWORD:
         return native_password_scramble(password, nonce)
     if plugin == CACHING_SHA2_PASSWORD:
         return caching_sha2_scramble(password, nonce)
-    allowed = ", ".join(SUPPORTED_PLUGINS)
+    if plugin == CLIENT_ED25519:
+        return ed25519.client_ed25519_response(password, nonce)
+    allowed = ", ".join(UPSTREAM_PLUGINS)
     raise AuthenticationError(
         f"server asks for auth plugin {plugin!r}; pamwire answers {allowed}"
     )
@@ -311,7 +321,10 @@ class ClientLogin:
         self.capabilities = caps
         self._nonce = handshake.scramble
         plugin = handshake.auth_plugin_name
-        if plugin not in SUPPORTED_PLUGINS:
+        ed25519_ready = len(self._nonce) == ed25519.NONCE_LENGTH
+        if plugin not in SUPPORTED_PLUGINS and not (
+            plugin == CLIENT_ED25519 and ed25519_ready
+        ):
             # Answer with native password; the server switches us if it must.
             plugin = NATIVE_PASSWORD
         self.plugin = plugin
@@ -345,7 +358,11 @@ class ClientLogin:
             raise LoginRefused(reply)
         if isinstance(reply, m.AuthSwitchRequest):
             self.plugin = reply.plugin_name
-            self._nonce = plugin_nonce(reply.plugin_data)
+            if self.plugin == CLIENT_ED25519:
+                # 32 random bytes with no terminator: a last NUL is nonce.
+                self._nonce = reply.plugin_data
+            else:
+                self._nonce = plugin_nonce(reply.plugin_data)
             self.phase = LoginPhase.AUTHENTICATING
             if self.plugin == CLEAR_PASSWORD and self.secure_transport:
                 return _utf8(self._password) + b"\0"

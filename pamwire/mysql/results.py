@@ -220,6 +220,15 @@ class ReplyTracker:
     def rows(self) -> int:
         return self._rows
 
+    @property
+    def status_flags(self) -> int:
+        """Server status of the last OK or EOF packet fed (0 before any)."""
+        return self._status
+
+    @property
+    def warnings(self) -> int:
+        return self._warnings
+
     # -- feeding --------------------------------------------------------------------
 
     def feed_packet(self, block: bytes, packet: Packet) -> Step:

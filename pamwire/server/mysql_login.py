@@ -38,9 +38,9 @@ ADVERTISED_CAPABILITIES: Final = codec.SUPPORTED_CAPABILITIES
 HANDSHAKE_PLUGIN: Final = auth.CACHING_SHA2_PASSWORD
 
 # Capabilities that change packet layouts after login: both legs must agree.
+# CLIENT_DEPRECATE_EOF may differ: the session translates (pamwire/mysql/eof.py).
 _LAYOUT_CAPABILITIES: Final = (
     codec.PROTOCOL_41
-    | codec.DEPRECATE_EOF
     | codec.SESSION_TRACK
     | int(Capability.CLIENT_MULTI_RESULTS)
     | int(Capability.CLIENT_PS_MULTI_RESULTS)
@@ -245,7 +245,7 @@ async def _connect_upstream(
             target.port,
             database=target.database,
             credential=login.credential,
-            capabilities=s.caps,
+            capabilities=upstream_capabilities(s.caps, target.deprecate_eof),
             character_set=response.character_set,
             max_packet_size=response.max_packet_size,
             connect_attrs=response.connect_attrs,
@@ -270,8 +270,8 @@ async def _connect_upstream(
     _SERVER_VERSIONS[target.name] = upstream.server_version
     differ = (s.caps ^ upstream.capabilities) & _LAYOUT_CAPABILITIES
     if differ:
-        # TODO(mysql-eof-translation): translate EOF and OK framing between
-        # legs; until then a server lacking what the client chose is refused.
+        # TODO(mysql-layout-translation): session tracking and multi-results
+        # change layouts too; a server lacking what the client chose is refused.
         await s._refuse(
             replies.ER_NOT_SUPPORTED_YET,
             f"pamwire: target '{target.name}' lacks client capabilities "
@@ -303,6 +303,16 @@ async def _connect_upstream(
         upstream.connection_id,
         s.peer,
     )
+
+
+def upstream_capabilities(client_caps: int, deprecate_eof: str) -> int:
+    """What pamwire asks the server for: the client's choice, CLIENT_DEPRECATE_EOF
+    per the target's deprecate_eof (client, on or off)."""
+    if deprecate_eof == "on":
+        return client_caps | codec.DEPRECATE_EOF
+    if deprecate_eof == "off":
+        return client_caps & ~codec.DEPRECATE_EOF
+    return client_caps
 
 
 async def _presented_version(s: MySqlSession) -> str:

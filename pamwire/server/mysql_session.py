@@ -43,7 +43,7 @@ from pamwire.errors import (
     ProtocolError,
     ServerProtocolError,
 )
-from pamwire.mysql import codec, replies
+from pamwire.mysql import codec, eof, replies
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Command, ServerStatus
 from pamwire.mysql.packets import Packet, PacketReader, frame, payload
@@ -356,6 +356,8 @@ class MySqlSession:
         want: past a limit a row costs one attribute read.
         """
         assert self.upstream is not None
+        if eof.legs_differ(self.caps, self.upstream.capabilities):
+            return await self._relay_translated(command, local_infile, recorded)
         upstream = self.upstream.packets
         tracker = ReplyTracker(command, self.caps)
         tracker.next_sequence_id = self.seq
@@ -378,7 +380,8 @@ class MySqlSession:
                 if out:
                     await self.client.send_all(b"".join(out))
                     out.clear()
-                await self._local_infile(block, packet, tracker, local_infile)
+                request = block[packet.start : packet.end]
+                await self._local_infile(block, packet, tracker, local_infile, request)
                 continue
             out.append(block[packet.start : packet.end])
             if not upstream.pending or tracker.done:
@@ -391,6 +394,56 @@ class MySqlSession:
         assert tracker.outcome is not None
         return tracker.outcome
 
+    async def _relay_translated(
+        self, command: int, local_infile: bool, recorded: list[Recorded] | None
+    ) -> Outcome:
+        """_relay_reply for legs that disagree on CLIENT_DEPRECATE_EOF.
+
+        The translator follows the reply on the server leg's layout and gives
+        the client's; rows pass renumbered, EOF and OK packets are swapped. The
+        recorder reads the server leg's packets, before translation.
+        """
+        assert self.upstream is not None
+        upstream = self.upstream.packets
+        translator = eof.EofTranslator(
+            command,
+            self.upstream.capabilities,
+            self.caps,
+            status_flags=self.status,
+            sequence_id=self.seq,
+        )
+        recorder = self.recorder if recorded is not None else None
+        if recorder is not None:
+            recorder.command(translator.tracker, recorded or ())
+        out: list[bytes] = []
+        self.busy = True
+        while not translator.done:
+            got = await upstream.next()
+            if got is None:
+                await self._server_gone(out)
+            block, packet = got
+            step, data = translator.feed_packet(block, packet)
+            if recorder is not None and (step is not Step.ROW or recorder.decoding):
+                recorder.server_packet(step, block, packet)
+            if step is Step.LOCAL_INFILE_REQUEST:
+                if out:
+                    await self.client.send_all(b"".join(out))
+                    out.clear()
+                await self._local_infile(
+                    block, packet, translator.tracker, local_infile, data, translator
+                )
+                continue
+            out.append(data)
+            if not upstream.pending or translator.done:
+                await self.client.send_all(b"".join(out))
+                out.clear()
+        self.busy = False
+        if recorder is not None:
+            recorder.reply_done()
+            self.ctx.audit.record(recorder.drain())
+        assert translator.outcome is not None
+        return translator.outcome
+
     async def _server_gone(self, unsent: list[bytes]) -> NoReturn:
         log.info("conn %s: server closed the connection", self.conn_no)
         if unsent:
@@ -398,16 +451,25 @@ class MySqlSession:
         raise SessionEnd
 
     async def _local_infile(
-        self, block: bytes, packet: Packet, tracker: ReplyTracker, allowed: bool
+        self,
+        block: bytes,
+        packet: Packet,
+        tracker: ReplyTracker,
+        allowed: bool,
+        request_bytes: bytes,
+        translator: eof.EofTranslator | None = None,
     ) -> None:
         """The server asks for a client file: relay the transfer, or refuse it.
 
         pamwire never opens a file itself. Refused, the server gets an empty
-        transfer and the client an ERR in place of the request.
+        transfer and the client an ERR in place of the request. request_bytes
+        is the request as the client gets it; a translator shifts the sequence
+        ids of the client's packets back to the server's.
         """
         assert self.upstream is not None
         request = codec.decode_local_infile_request(payload(block, packet))
         next_seq = (packet.last_sequence_id + 1) & 0xFF
+        delta = translator.delta if translator is not None else 0
         if not allowed:
             log.info("conn %s: local infile %r refused", self.conn_no, request.filename)
             await self.upstream.stream.send_all(frame(b"", next_seq))
@@ -416,7 +478,7 @@ class MySqlSession:
                 _LOCAL_INFILE.rule,
                 _LOCAL_INFILE.message,
                 "load",
-                packet.sequence_id,
+                (packet.sequence_id + delta) & 0xFF,
                 self.caps,
             )
             self.recorder.answered(refusal)
@@ -428,15 +490,20 @@ class MySqlSession:
                     raise SessionEnd
                 tracker.feed_packet(*got)
             return
-        await self.client.send_all(block[packet.start : packet.end])
+        await self.client.send_all(request_bytes)
         sent = 0
         while True:
             got = await self._next_client()
             if got is None:
                 raise SessionEnd
             data_block, data = got
-            tracker.client_packet(data.length, data.sequence_id)
-            await self.upstream.stream.send_all(data_block[data.start : data.end])
+            tracker.client_packet(data.length, (data.sequence_id - delta) & 0xFF)
+            if translator is not None and delta:
+                await self.upstream.stream.send_all(
+                    translator.to_server(data_block, data)
+                )
+            else:
+                await self.upstream.stream.send_all(data_block[data.start : data.end])
             sent += data.length
             if data.length == 0:
                 break

@@ -40,6 +40,11 @@ PERSON = "alice"
 PERSON_PASSWORD = "alice-pw"
 TARGET = "app"
 
+# Target app_ed25519 logs in as this MariaDB account (IDENTIFIED VIA ed25519),
+# created by the tests that use it; the password is longer than 32 bytes.
+ED25519_USER = "app_ed"
+ED25519_PASSWORD = "ed25519 pässwörd longer than thirty-two bytes"
+
 # Rules of the tests themselves, next to the baseline pack: LOCAL INFILE into
 # table ld is allowed by name (MY-19), and one rule denies a recognisable table.
 EXTRA_RULES = """\
@@ -82,6 +87,32 @@ database = "app"
 credential.user = "app"
 credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
 connect_timeout = 2
+
+[target.app_eof_on]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {db_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+deprecate_eof = "on"
+
+[target.app_eof_off]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {db_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+deprecate_eof = "off"
+
+[target.app_ed25519]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {db_port}
+database = "app"
+credential.user = "app_ed"
+credential.password_file = "ed25519.password"
 
 [target.wrongpw]
 protocol = "mysql"
@@ -204,6 +235,7 @@ def _start_proxy(server: MariaDBServer, rules: list[str]) -> MysqlProxy:
     proxy = MysqlProxy(workdir, free_port(), server)
     (workdir / "extra-rules.toml").write_text(EXTRA_RULES)
     (workdir / "wrong.password").write_text("not-the-password\n")
+    (workdir / "ed25519.password").write_text(ED25519_PASSWORD + "\n")
     proxy.config.write_text(
         CONFIG.format(
             port=proxy.port,

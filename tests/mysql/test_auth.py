@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pamwire.errors import AuthenticationError
-from pamwire.mysql import auth, codec
+from pamwire.mysql import auth, codec, ed25519
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Capability
 
@@ -148,8 +148,10 @@ def test_auth_response_helper() -> None:
     assert auth.auth_response(
         auth.NATIVE_PASSWORD, PASSWORD, NONCE
     ) == auth.native_password_scramble(PASSWORD, NONCE)
-    with pytest.raises(AuthenticationError, match="client_ed25519"):
-        auth.auth_response("client_ed25519", PASSWORD, NONCE)
+    with pytest.raises(AuthenticationError, match="dialog"):
+        auth.auth_response("dialog", PASSWORD, NONCE)
+    with pytest.raises(AuthenticationError, match="20 bytes"):
+        auth.auth_response(auth.CLIENT_ED25519, PASSWORD, NONCE)
     assert auth.plugin_nonce(NONCE + b"\0") == NONCE
 
 
@@ -183,6 +185,36 @@ def test_client_login_native_then_ok() -> None:
     assert not login.capabilities & Capability.CLIENT_SSL
     assert login.on_server_packet(_ok()) is None
     assert login.done and login.ok is not None
+
+
+def test_client_login_answers_ed25519_switch_with_signature() -> None:
+    login = auth.ClientLogin(username="app", password=PASSWORD)
+    login.handshake_response(_handshake(auth.NATIVE_PASSWORD))
+    # 32 random bytes, no terminator: a trailing NUL belongs to the nonce.
+    nonce = bytes(range(1, 32)) + b"\0"
+    switch = codec.encode_payload(m.AuthSwitchRequest(auth.CLIENT_ED25519, nonce), 0)
+    answer = login.on_server_packet(switch)
+    assert answer == ed25519.sign(PASSWORD.encode(), nonce)
+    assert login.plugin == auth.CLIENT_ED25519
+    assert login.on_server_packet(_ok()) is None
+    assert login.done
+
+
+def test_client_login_answers_ed25519_in_handshake_with_32_byte_nonce() -> None:
+    nonce = bytes(range(0x41, 0x41 + 32))
+    handshake = m.HandshakeV10.build(
+        server_version="5.5.5-10.11.6-MariaDB",
+        connection_id=1,
+        scramble=nonce,
+        capabilities=codec.SUPPORTED_CAPABILITIES,
+        character_set=45,
+        status_flags=2,
+        auth_plugin_name=auth.CLIENT_ED25519,
+    )
+    login = auth.ClientLogin(username="app", password=PASSWORD)
+    response = login.handshake_response(handshake)
+    assert response.auth_plugin_name == auth.CLIENT_ED25519
+    assert response.auth_response == ed25519.sign(PASSWORD.encode(), nonce)
 
 
 def test_client_login_follows_auth_switch() -> None:

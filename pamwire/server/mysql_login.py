@@ -332,6 +332,7 @@ async def _connect_upstream(
             max_packet_size=response.max_packet_size,
             connect_attrs=response.connect_attrs,
             timeout=target.connect_timeout,
+            tls=s.ctx.tls_for(target),
         )
     except mysql_upstream.UpstreamRefused as exc:
         err = exc.error

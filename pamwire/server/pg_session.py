@@ -429,6 +429,7 @@ class PgSession:
                 credential,
                 startup.for_upstream(params),
                 timeout=target.connect_timeout,
+                tls=self.ctx.tls_for(target),
             )
         except pg_upstream.UpstreamRefused as exc:
             log.info(

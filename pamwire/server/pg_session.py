@@ -132,6 +132,7 @@ class PgSession:
         self.client: trio.abc.Stream = stream
         self.tls = tls
         self.encrypted = False
+        self._handshaking = False
         self.id = secrets.token_hex(6)
         self.events = SessionEvents("postgres", redact_pg)
         self.conn_no = next(_SESSION_IDS)
@@ -186,6 +187,9 @@ class PgSession:
                 await self._login(startup)
             if login_scope.cancelled_caught:
                 log.info("conn %s: login timed out", self.conn_no)
+                if self._handshaking:
+                    # The client waits for TLS records: plaintext is no answer.
+                    raise SessionEnd
                 await self._fatal(
                     replies.PROTOCOL_VIOLATION,
                     "canceling authentication due to timeout",
@@ -260,11 +264,13 @@ class PgSession:
 
     async def _start_tls(self, tls: ServerTls) -> None:
         """Run the TLS handshake; a failed one ends the session (logged)."""
+        self._handshaking = True
         try:
             self.client = await tls_accept(self.client, tls)
         except TlsHandshakeError as exc:
             log.info("conn %s: %s", self.conn_no, exc)
             raise SessionEnd from None
+        self._handshaking = False
         self.encrypted = True
         log.debug("conn %s: tls established", self.conn_no)
 

@@ -29,6 +29,8 @@ DEFAULT_CONFIG_NAME = "pamwire.toml"
 CONFIG_ENV = "PAMWIRE_CONFIG"
 PROTOCOLS = ("postgres", "mysql")
 DEPRECATE_EOF_CHOICES = ("client", "on", "off")
+LISTENER_TLS_MODES = ("off", "allow", "require")
+TARGET_TLS_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 T = typing.TypeVar("T")
 
 
@@ -52,6 +54,18 @@ class Listener:
     )
     max_clients: int = _help(
         "most client sessions at once on this instance; more get 53300", 1000
+    )
+    tls: str = _help(
+        "TLS toward clients: off, allow (clients choose) or require "
+        "(plaintext clients are refused before any password is exchanged)",
+        "off",
+    )
+    tls_cert_file: str | None = _help(
+        "PEM certificate chain presented to clients (needed unless tls is off)", None
+    )
+    tls_key_file: str | None = _help(
+        "PEM private key of tls_cert_file, unencrypted (needed unless tls is off)",
+        None,
     )
 
 
@@ -93,6 +107,18 @@ class Target:
         "mysql: ask the server for CLIENT_DEPRECATE_EOF as the client did (client), "
         "whenever it offers it (on) or never (off); pamwire translates between legs",
         "client",
+    )
+    tls: str = _help(
+        "TLS toward the server: disable, prefer (if offered), require (unverified), "
+        "verify-ca (certificate checked) or verify-full (certificate and name)",
+        "disable",
+    )
+    tls_ca_file: str | None = _help(
+        "PEM file of the CAs that verify the server (default: the system's)", None
+    )
+    tls_server_name: str | None = _help(
+        "name the server's certificate must carry for verify-full (default: host)",
+        None,
     )
 
     @property
@@ -302,6 +328,15 @@ def _validate(config: Config, fpath: str) -> None:
                 path=fpath,
                 key=f"{key}.max_message_size",
             )
+        _check_choice(listener.tls, LISTENER_TLS_MODES, fpath, f"{key}.tls")
+        for name in ("tls_cert_file", "tls_key_file"):
+            if (getattr(listener, name) is None) != (listener.tls == "off"):
+                need = "required" if listener.tls != "off" else "not used"
+                raise ConfigError(
+                    f"{need} when tls is {listener.tls!r}",
+                    path=fpath,
+                    key=f"{key}.{name}",
+                )
         if listener.port and (listener.host, listener.port) in seen:
             raise ConfigError(
                 f"{listener.host}:{listener.port} is used twice", path=fpath, key=key
@@ -326,6 +361,17 @@ def _validate(config: Config, fpath: str) -> None:
             target.deprecate_eof, DEPRECATE_EOF_CHOICES, fpath, f"{key}.deprecate_eof"
         )
         _check_port(target.port, fpath, f"{key}.port", allow_zero=False)
+        _check_choice(target.tls, TARGET_TLS_MODES, fpath, f"{key}.tls")
+        for name in ("tls_ca_file", "tls_server_name"):
+            if getattr(target, name) is not None and not target.tls.startswith(
+                "verify"
+            ):
+                raise ConfigError(
+                    f"only used when tls is verify-ca or verify-full, "
+                    f"not {target.tls!r}",
+                    path=fpath,
+                    key=f"{key}.{name}",
+                )
         cred = target.credential
         if (cred.password_file is None) == (cred.password_env is None):
             raise ConfigError(

@@ -300,6 +300,23 @@ class MariaDBServer:
                 f"mariadb-install-db failed for {self.data_dir}: {detail}"
             )
 
+    def use_tls(self, cert_file: pathlib.Path, key_file: pathlib.Path) -> None:
+        """Serve TLS with this certificate and key (PEM) from the next start.
+
+        The files are copied into the base folder for the server's OS user.
+        Call after init().
+        """
+        folder = self.base_dir / "tls"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for source, name in ((cert_file, "server.crt"), (key_file, "server.key")):
+            shutil.copyfile(source, folder / name)
+            (folder / name).chmod(0o600)
+        self._give_to_os_user(folder)
+        for name in ("server.crt", "server.key"):
+            self._give_to_os_user(folder / name)
+        self.settings["ssl-cert"] = str(folder / "server.crt")
+        self.settings["ssl-key"] = str(folder / "server.key")
+
     # -- lifecycle ------------------------------------------------------------------
 
     def _server_argv(self) -> list[str]:

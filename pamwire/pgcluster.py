@@ -414,6 +414,26 @@ class PostgresCluster:
                 f"PASSWORD {quote_literal(self._superuser_password)}"
             )
 
+    def use_tls(self, cert_file: pathlib.Path, key_file: pathlib.Path) -> None:
+        """Serve TLS with this certificate and key (PEM) from the next start.
+
+        The files are copied into the base folder for the server's OS user
+        (PostgreSQL refuses a key that others can read). Call after init().
+        """
+        folder = self.base_dir / "tls"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for source, name in ((cert_file, "server.crt"), (key_file, "server.key")):
+            shutil.copyfile(source, folder / name)
+            (folder / name).chmod(0o600)
+        self._give_to_os_user(folder)
+        for name in ("server.crt", "server.key"):
+            self._give_to_os_user(folder / name)
+        self.settings.update(
+            ssl="on",
+            ssl_cert_file=str(folder / "server.crt"),
+            ssl_key_file=str(folder / "server.key"),
+        )
+
     def stop(self) -> None:
         """Stop the server with a fast shutdown; does nothing when it is not running."""
         _running.pop(id(self), None)

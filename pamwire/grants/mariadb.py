@@ -300,6 +300,16 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def _ssl_arguments(login: AdminLogin) -> dict[str, Any]:
+    """PyMySQL's TLS arguments for the target's tls. A context makes TLS
+    required; prefer leaves PyMySQL's own default (TLS if offered, unverified)."""
+    if login.tls_mode == "disable":
+        return {"ssl_disabled": True}
+    if login.tls_mode == "prefer" or login.tls_context is None:
+        return {}
+    return {"ssl": login.tls_context}
+
+
 def _connect(login: AdminLogin) -> Any:
     """An autocommit admin connection in UTC; MintError when it cannot be made."""
     try:
@@ -315,6 +325,7 @@ def _connect(login: AdminLogin) -> Any:
             read_timeout=OPERATION_TIMEOUT,
             write_timeout=OPERATION_TIMEOUT,
             program_name="pamwire-grants",
+            **_ssl_arguments(login),
         )
     except pymysql.MySQLError as error:
         raise MintError(

@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import datetime
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
@@ -79,6 +80,10 @@ class AdminLogin:
     password: Secret
     database: str
     connect_timeout: float = 10.0
+    # The target's tls: disable, prefer, require, verify-ca or verify-full,
+    # with its context (None when disabled).
+    tls_mode: str = "disable"
+    tls_context: ssl.SSLContext | None = None
 
     def __repr__(self) -> str:
         return (
@@ -202,6 +207,13 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
 # -- the asyncio side ----------------------------------------------------------------
 
 
+def _asyncpg_ssl(login: AdminLogin) -> ssl.SSLContext | str | bool:
+    """asyncpg's ssl argument for the target's tls: a context makes it required."""
+    if login.tls_mode == "prefer":
+        return "prefer"
+    return login.tls_context if login.tls_context is not None else False
+
+
 async def _connect(login: AdminLogin) -> Any:
     try:
         return await asyncpg.connect(
@@ -212,6 +224,7 @@ async def _connect(login: AdminLogin) -> Any:
             database=login.database,
             timeout=login.connect_timeout,
             server_settings={"application_name": "pamwire-grants"},
+            ssl=_asyncpg_ssl(login),
         )
     except asyncpg.PostgresError as error:
         raise MintError(

@@ -56,6 +56,7 @@ from pamwire.grants.store import (
     State,
 )
 from pamwire.server.credentials import UpstreamCredential
+from pamwire.server.tls import upstream_tls
 from pamwire.users import NAME_PATTERN, NAME_RULE
 
 log = logging.getLogger("pamwire.grants")
@@ -519,6 +520,7 @@ class GrantService:
             else f"target.{target_name}.credential"
         )
         password = self.config.read_secret(credential, key=key)
+        tls = upstream_tls(self.config, target)
         login = AdminLogin(
             host=target.host,
             port=target.port,
@@ -526,6 +528,8 @@ class GrantService:
             password=Secret(password),
             database=target_grants.admin_database or target.database,
             connect_timeout=target.connect_timeout,
+            tls_mode=tls.mode,
+            tls_context=tls.context,
         )
         return login, minter
 

@@ -80,9 +80,10 @@ PROGRESS: Final = int(Capability.MARIADB_CLIENT_PROGRESS)
 
 # Capabilities whose packet layouts this codec reads and writes. A proxy
 # advertises at most these (intersected with the server's), so both legs frame
-# alike. Not here: compression, TLS (until pamwire has it), optional result set
-# metadata, query attributes, multi-factor authentication, MariaDB's progress
-# reports, bulk operations and extended or cached metadata.
+# alike. Not here: compression, TLS (CLIENT_SSL changes no layout; the server
+# layer adds it where TLS is configured), optional result set metadata, query
+# attributes, multi-factor authentication, MariaDB's progress reports, bulk
+# operations and extended or cached metadata.
 SUPPORTED_CAPABILITIES: Final = int(
     Capability.CLIENT_LONG_PASSWORD
     | Capability.CLIENT_FOUND_ROWS

@@ -29,6 +29,8 @@ ER_NOT_SUPPORTED_YET: Final = (1235, "42000")
 ER_UNKNOWN_STMT_HANDLER: Final = (1243, "HY000")
 ER_MALFORMED_PACKET: Final = (1835, "HY000")
 ER_CONNECTION_KILLED: Final = (1927, "70100")
+# MySQL 8's number and MariaDB 11's (SQLSTATE as MariaDB gives it).
+ER_SECURE_TRANSPORT_REQUIRED: Final = (3159, "08004")
 # pamwire's own "cannot reach the target": the client library's 2003 has no
 # server-side twin, so the server's generic error with a connection SQLSTATE.
 TARGET_UNAVAILABLE: Final = (1105, "08S01")

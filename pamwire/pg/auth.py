@@ -478,8 +478,9 @@ class ScramClient:
     input and leaves the exchange in phase FAILED.
     """
 
-    # TODO(scram-plus): answer SCRAM-SHA-256-PLUS (tls-server-end-point) once the
-    # upstream leg speaks TLS, so upstreams with channel_binding=require work.
+    # TODO(scram-plus): answer SCRAM-SHA-256-PLUS (tls-server-end-point) when the
+    # upstream leg runs TLS, so upstreams with channel_binding=require work; the
+    # session would pass the server certificate's hash in.
     # TODO(perf): cache SaltedPassword per (password, salt, iterations); a minted
     # account logs in many times with the same salt, and PBKDF2 dominates login cost.
 

@@ -30,7 +30,9 @@ ADMIN_SHUTDOWN = "57P01"
 IO_ERROR = "58030"
 TOO_MANY_CONNECTIONS = "53300"
 
+# The one-byte answers to SSLRequest and GSSENCRequest.
 SSL_NOT_SUPPORTED = b"N"
+SSL_ACCEPTED = b"S"
 
 
 def error(

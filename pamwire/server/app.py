@@ -30,6 +30,7 @@ from pamwire.server.credentials import ConfiguredCredentials, CredentialProvider
 from pamwire.server.mysql_session import MySqlSession
 from pamwire.server.pg_session import PgSession
 from pamwire.server.store_copier import StoreCopier
+from pamwire.server.tls import ServerTls, server_tls, upstream_tls_by_target
 from pamwire.users import UserStore
 
 log = logging.getLogger("pamwire.server")
@@ -54,6 +55,9 @@ async def serve(
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound (host, port) of each listener."""
+    # Certificates, keys and CA files are read now: a bad one stops the start.
+    listener_tls = [server_tls(config, i) for i in range(len(config.listeners))]
+    target_tls = upstream_tls_by_target(config)
     rules = load_ruleset(config)
     users = UserStore(config.resolve(config.users.path))
     store_path = config.resolve(config.audit.path)
@@ -90,12 +94,13 @@ async def serve(
                         rules=rules,
                         audit=writer,
                         credentials=credentials,
+                        upstream_tls=target_tls,
                     )
                     if grants is not None:
                         nursery.start_soon(
                             grants.expiry_loop, ctx.end_sessions_without_grant
                         )
-                    bound = await _start_listeners(nursery, ctx, config)
+                    bound = await _start_listeners(nursery, ctx, config, listener_tls)
                     task_status.started(bound)
             finally:
                 with trio.CancelScope(shield=True):
@@ -140,12 +145,15 @@ async def _shielded(
 
 
 async def _start_listeners(
-    nursery: trio.Nursery, ctx: ServerContext, config: Config
+    nursery: trio.Nursery,
+    ctx: ServerContext,
+    config: Config,
+    listener_tls: list[ServerTls | None],
 ) -> list[tuple[str, int]]:
     """Bind every listener and serve it in the nursery; returns the addresses."""
     bound: list[tuple[str, int]] = []
-    for listener in config.listeners:
-        handler = _handler(ctx, listener)
+    for listener, tls in zip(config.listeners, listener_tls, strict=True):
+        handler = _handler(ctx, listener, tls)
         if handler is None:
             continue
         try:
@@ -160,7 +168,13 @@ async def _start_listeners(
         for sock_listener in listeners:
             host, port = sock_listener.socket.getsockname()[:2]
             bound.append((host, port))
-            log.info("listening for %s clients on %s:%s", listener.protocol, host, port)
+            log.info(
+                "listening for %s clients on %s:%s (tls %s)",
+                listener.protocol,
+                host,
+                port,
+                listener.tls,
+            )
             nursery.start_soon(
                 functools.partial(trio.serve_listeners, handler, [sock_listener])
             )
@@ -212,7 +226,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _handler(
-    ctx: ServerContext, listener: Listener
+    ctx: ServerContext, listener: Listener, tls: ServerTls | None
 ) -> Callable[[trio.SocketStream], Awaitable[None]] | None:
     session_class: type[PgSession] | type[MySqlSession] = PgSession
     if listener.protocol == "mysql":
@@ -228,6 +242,7 @@ def _handler(
             listener.max_message_size,
             login_timeout=listener.login_timeout,
             max_clients=listener.max_clients,
+            tls=tls,
         )
         try:
             await session.serve()

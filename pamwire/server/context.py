@@ -8,10 +8,11 @@ from typing import Protocol
 
 import attrs
 
-from pamwire.config import Config
+from pamwire.config import Config, Target
 from pamwire.rules.engine import RuleSet
 from pamwire.server.audit_writer import AuditWriter
 from pamwire.server.credentials import CredentialProvider
+from pamwire.server.tls import NO_TLS, UpstreamTls
 from pamwire.users import UserStore
 
 log = logging.getLogger("pamwire.server")
@@ -62,6 +63,12 @@ class ServerContext:
     credentials: CredentialProvider
     cancels: CancelRegistry = attrs.field(factory=CancelRegistry)
     sessions: set[LiveSession] = attrs.field(factory=set)
+    # TLS toward each target's server, by target name (built at start).
+    upstream_tls: dict[str, UpstreamTls] = attrs.field(factory=dict)
+
+    def tls_for(self, target: Target) -> UpstreamTls:
+        """The TLS settings toward a target's server (none if not configured)."""
+        return self.upstream_tls.get(target.name, NO_TLS)
 
     async def end_sessions_without_grant(self, active: frozenset[int]) -> None:
         """End every live session whose grant is no longer active."""

@@ -47,6 +47,7 @@ async def kill(
             victim.upstream.connection_id,
             query_only=query,
             timeout=target.connect_timeout,
+            tls=s.ctx.tls_for(target),
         )
     except (
         mysql_upstream.UpstreamUnavailable,
@@ -103,4 +104,5 @@ async def kill_own_query(s: MySqlSession) -> None:
             s.upstream.connection_id,
             query_only=False,
             timeout=min(s.target.connect_timeout, 5.0),
+            tls=s.ctx.tls_for(s.target),
         )

@@ -15,22 +15,28 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from pamwire.errors import ClientProtocolError, PamwireError, ProtocolError
+from pamwire.errors import (
+    ClientProtocolError,
+    MessageTooLarge,
+    PamwireError,
+    ProtocolError,
+)
 from pamwire.grants.credentials import split_login
 from pamwire.mysql import auth, codec, replies
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Capability
-from pamwire.mysql.packets import Packet, payload
+from pamwire.mysql.packets import Packet, PacketReader, payload
 from pamwire.mysql.statements import parse_server_version
-from pamwire.server import mysql_upstream
+from pamwire.server import mysql_upstream, tls
 
 if TYPE_CHECKING:
     from pamwire.server.mysql_session import MySqlSession
 
 log = logging.getLogger("pamwire.mysql.session")
 
-# What pamwire offers clients: the codec's capabilities, without TLS and
-# compression (neither is in SUPPORTED_CAPABILITIES).
+# What pamwire offers clients: the codec's capabilities, without compression
+# (not in SUPPORTED_CAPABILITIES). CLIENT_SSL is added to the greeting when the
+# listener has TLS; it changes no packet layout, so it is kept out of s.caps.
 ADVERTISED_CAPABILITIES: Final = codec.SUPPORTED_CAPABILITIES
 
 # The plugin named in pamwire's handshake. Clients may answer with either
@@ -54,6 +60,10 @@ DEFAULT_SERVER_VERSION: Final = "5.5.5-10.11.0-MariaDB-pamwire"
 _VERSION_PROBES: Final = 3
 _VERSION_PROBE_TIMEOUT: Final = 1.0
 
+# The client's first packet (a handshake response or SSL request) is a few
+# hundred bytes; it is read in pieces of this size at most.
+_FIRST_READ: Final = 4096
+
 # Live sessions by pamwire connection id, for KILL. One pamwire process serves
 # one ServerContext, so a module-level table is enough.
 LIVE: dict[int, MySqlSession] = {}
@@ -74,38 +84,36 @@ class SessionEnd(Exception):
 async def login(s: MySqlSession) -> None:
     """Greet the client, check the person, log in to the target, answer OK."""
     scramble = auth.new_scramble()
+    offered = ADVERTISED_CAPABILITIES | (codec.SSL if s.tls is not None else 0)
     await s.client.send_all(
         replies.handshake(
             connection_id=s.conn_no,
             scramble=scramble,
-            capabilities=ADVERTISED_CAPABILITIES,
+            capabilities=offered,
             server_version=await _presented_version(s),
             auth_plugin=HANDSHAKE_PLUGIN,
         )
     )
-    block, packet = await _login_packet(s)
-    try:
-        response = codec.decode_handshake_response(payload(block, packet))
-    except ProtocolError as exc:
-        await s._refuse(replies.ER_HANDSHAKE_ERROR, "Bad handshake", 2)
-        raise SessionEnd from exc
-    seq = (packet.last_sequence_id + 1) & 0xFF
+    response, seq = await _handshake_response(s)
     if isinstance(response, m.SSLRequest):
-        # TODO(tls): accept TLS on the client leg; CLIENT_SSL is not offered.
+        response, seq = await _upgrade(s, seq)
+    elif response.capability_flags & codec.SSL:
+        # A full response claiming CLIENT_SSL arrived in plaintext, where the
+        # client believes it is protected (MY-01).
         await s._refuse(
-            replies.ER_NOT_SUPPORTED_YET,
-            "pamwire: TLS is not supported yet; connect without TLS "
-            "(mariadb --ssl=0, ssl_disabled=True)",
+            replies.ER_HANDSHAKE_ERROR,
+            "pamwire: a login response with CLIENT_SSL must come through TLS",
             seq,
         )
         raise SessionEnd
-    if response.capability_flags & codec.SSL:
-        # CLIENT_SSL was never offered: a full response claiming it arrived
-        # in plaintext, where the client believes it is protected (MY-01).
+    elif s.tls is not None and s.tls.required:
+        # The token is a nonce-bound hash, not the password; nothing more is
+        # asked for before the refusal.
+        log.info("conn %s: plaintext client refused (tls require)", s.conn_no)
         await s._refuse(
-            replies.ER_NOT_SUPPORTED_YET,
-            "pamwire: TLS is not supported yet; a login response with "
-            "CLIENT_SSL in plaintext is refused",
+            replies.ER_SECURE_TRANSPORT_REQUIRED,
+            "pamwire: this listener requires TLS; connect with --ssl "
+            "(or your client's ssl option)",
             seq,
         )
         raise SessionEnd
@@ -131,6 +139,80 @@ async def login(s: MySqlSession) -> None:
     s.user = person
     seq = await _authenticate(s, person, response, scramble, seq)
     await _connect_upstream(s, response, role, seq)
+
+
+async def _handshake_response(
+    s: MySqlSession,
+) -> tuple[m.HandshakeResponse41 | m.SSLRequest, int]:
+    """The client's first packet, decoded, and the next sequence id toward it.
+
+    Read by its header's length rather than by the session's packet reader: a
+    client starts TLS right after an SSL request without waiting, so what
+    follows the packet may be its TLS hello, kept aside for _upgrade.
+    """
+    buffered = bytearray()
+    while len(buffered) < 4 or len(buffered) < 4 + _length(buffered):
+        data = await s.client.receive_some(_FIRST_READ)
+        if not data:
+            raise SessionEnd
+        buffered += data
+        limit = s.packets.reader.max_packet_size
+        if len(buffered) >= 4 and _length(buffered) > limit:
+            raise MessageTooLarge(_length(buffered), limit)
+    end = 4 + _length(buffered)
+    s._tls_head = bytes(buffered[end:])
+    s.packets.reader.feed(buffered[:end])
+    block, packet = await _login_packet(s)
+    try:
+        response = codec.decode_handshake_response(payload(block, packet))
+    except ProtocolError as exc:
+        await s._refuse(replies.ER_HANDSHAKE_ERROR, "Bad handshake", 2)
+        raise SessionEnd from exc
+    if s._tls_head and not isinstance(response, m.SSLRequest):
+        raise ClientProtocolError("client sent data before it was asked for")
+    return response, (packet.last_sequence_id + 1) & 0xFF
+
+
+async def _upgrade(s: MySqlSession, seq: int) -> tuple[m.HandshakeResponse41, int]:
+    """Run TLS after the client's SSL request; return the full response read
+    through it (its sequence id follows the request's) and the next id."""
+    if s.tls is None:
+        # CLIENT_SSL was not offered: a client that asks all the same is told.
+        await s._refuse(
+            replies.ER_NOT_SUPPORTED_YET,
+            "pamwire: TLS is not enabled on this listener; connect without TLS "
+            "(mariadb --ssl=0, ssl_disabled=True)",
+            seq,
+        )
+        raise SessionEnd
+    try:
+        stream = await tls.accept(s.client, s.tls, head=s._tls_head)
+    except tls.TlsHandshakeError as exc:
+        log.info("conn %s: %s", s.conn_no, exc)
+        raise SessionEnd from None
+    s._tls_head = b""
+    s.client = stream
+    s.packets = mysql_upstream.PacketStream(
+        stream, PacketReader(max_packet_size=s.packets.reader.max_packet_size)
+    )
+    s.encrypted = True
+    block, packet = await _login_packet(s)
+    if packet.sequence_id != seq:
+        raise ClientProtocolError(
+            f"login response has sequence id {packet.sequence_id}, expected {seq}"
+        )
+    try:
+        response = codec.decode_handshake_response(payload(block, packet))
+    except ProtocolError as exc:
+        await s._refuse(replies.ER_HANDSHAKE_ERROR, "Bad handshake", seq + 1)
+        raise SessionEnd from exc
+    if isinstance(response, m.SSLRequest):
+        raise ClientProtocolError("second ssl request inside tls")
+    return response, (packet.last_sequence_id + 1) & 0xFF
+
+
+def _length(header: bytes | bytearray) -> int:
+    return header[0] | header[1] << 8 | header[2] << 16
 
 
 async def _login_packet(s: MySqlSession) -> tuple[bytes, Packet]:
@@ -250,6 +332,7 @@ async def _connect_upstream(
             max_packet_size=response.max_packet_size,
             connect_attrs=response.connect_attrs,
             timeout=target.connect_timeout,
+            tls=s.ctx.tls_for(target),
         )
     except mysql_upstream.UpstreamRefused as exc:
         err = exc.error

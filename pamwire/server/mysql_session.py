@@ -61,6 +61,7 @@ from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
 from pamwire.server.mysql_login import ADVERTISED_CAPABILITIES, LIVE, SessionEnd
 from pamwire.server.session_events import SessionEvents, peer_address
+from pamwire.server.tls import ServerTls
 from pamwire.sql import mysql as mysql_sql
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 
@@ -129,9 +130,14 @@ class MySqlSession:
         *,
         login_timeout: float = 60.0,
         max_clients: int = 1000,
+        tls: ServerTls | None = None,
     ) -> None:
         self.ctx = ctx
-        self.client = stream
+        self.client: trio.abc.Stream = stream
+        self.tls = tls
+        self.encrypted = False
+        # Bytes read past the client's SSL request: the start of its TLS hello.
+        self._tls_head = b""
         self.max_message_size = max_message_size
         self.login_timeout = login_timeout
         self.max_clients = max_clients

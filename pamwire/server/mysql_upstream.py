@@ -4,7 +4,10 @@ pamwire reads the server's handshake, answers it with the target's credential
 through auth.ClientLogin (which follows auth switches and caching_sha2's RSA
 exchange), and keeps the handshake: its connection id is what a KILL must name
 upstream, its version picks the SQL dialect. The capabilities requested are the
-client's, so both legs frame packets alike.
+client's, so both legs frame packets alike. With the target's tls set and
+CLIENT_SSL in the server's greeting, an SSL request goes first and the login
+continues inside TLS, where caching_sha2's full authentication sends the
+password as it is instead of RSA-encrypting it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pamwire.mysql.auth import DEFAULT_CHARACTER_SET, ClientLogin, LoginRefused
 from pamwire.mysql.constants import Command
 from pamwire.mysql.packets import Packet, PacketReader, frame, payload
 from pamwire.mysql.results import ReplyTracker, Step
+from pamwire.server import tls as tls_
 from pamwire.server.credentials import UpstreamCredential
 
 log = logging.getLogger("pamwire.mysql.upstream")
@@ -105,8 +109,11 @@ async def connect(
     max_packet_size: int,
     connect_attrs: tuple[tuple[str, str], ...] | None,
     timeout: float,
+    tls: tls_.UpstreamTls = tls_.NO_TLS,
 ) -> UpstreamConnection:
-    """Connect and log in; raises UpstreamUnavailable or UpstreamRefused."""
+    """Connect (over TLS as `tls` says) and log in; raises UpstreamUnavailable
+    (also for a TLS failure or a server without TLS when it is required) or
+    UpstreamRefused."""
     with trio.move_on_after(timeout) as scope:
         try:
             stream = await trio.open_tcp_stream(host, port)
@@ -124,24 +131,42 @@ async def connect(
             max_packet_size=max_packet_size,
             connect_attrs=connect_attrs,
         )
+        packets = PacketStream(stream, PacketReader())
         try:
-            return await _login(stream, login)
+            return await _login(packets, login, tls, host)
         except BaseException:
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(packets.stream)
             raise
     assert scope.cancelled_caught
     raise UpstreamUnavailable(f"no answer from {host}:{port} within {timeout:g} s")
 
 
-async def _login(stream: trio.SocketStream, login: ClientLogin) -> UpstreamConnection:
-    packets = PacketStream(stream, PacketReader())
+async def _login(
+    packets: PacketStream, login: ClientLogin, tls: tls_.UpstreamTls, host: str
+) -> UpstreamConnection:
+    """Log in on `packets`; on TLS, packets.stream becomes the TLS stream."""
     try:
         block, packet = await _next(packets)
         greeting = codec.decode_handshake(payload(block, packet))
         if isinstance(greeting, m.ErrPacket):
             raise UpstreamRefused(greeting)
         response = login.handshake_response(greeting)
-        await stream.send_all(codec.encode(response, login.capabilities, 1))
+        seq = 1
+        if tls.wanted and greeting.capabilities & codec.SSL:
+            if packets.has_pending:
+                raise UpstreamUnavailable("server sent data before the ssl request")
+            response = attrs.evolve(
+                response, capability_flags=response.capability_flags | codec.SSL
+            )
+            await _start_tls(packets, response, tls, host)
+            login.secure_transport = True
+            seq = 2
+        elif tls.required:
+            raise UpstreamUnavailable(
+                f"server does not offer tls (tls is {tls.mode!r})"
+            )
+        stream = packets.stream
+        await stream.send_all(codec.encode(response, login.capabilities, seq))
         while not login.done:
             block, packet = await _next(packets)
             answer = login.on_server_packet(payload(block, packet))
@@ -157,6 +182,27 @@ async def _login(stream: trio.SocketStream, login: ClientLogin) -> UpstreamConne
         raise UpstreamUnavailable(f"connection lost during login: {exc}") from None
     assert login.ok is not None
     return UpstreamConnection(packets, greeting, login.capabilities, login.ok)
+
+
+async def _start_tls(
+    packets: PacketStream,
+    response: m.HandshakeResponse41,
+    tls: tls_.UpstreamTls,
+    host: str,
+) -> None:
+    """Send the SSL request (the response's first 32 bytes) and run TLS."""
+    request = m.SSLRequest(
+        response.capability_flags,
+        response.max_packet_size,
+        response.character_set,
+        response.reserved,
+        response.extended_capabilities,
+    )
+    await packets.stream.send_all(codec.encode(request, response.capability_flags, 1))
+    try:
+        packets.stream = await tls_.connect(packets.stream, tls, host)
+    except tls_.TlsHandshakeError as exc:
+        raise UpstreamUnavailable(str(exc)) from None
 
 
 async def _next(packets: PacketStream) -> tuple[bytes, Packet]:
@@ -233,6 +279,7 @@ async def kill(
     *,
     query_only: bool,
     timeout: float,
+    tls: tls_.UpstreamTls = tls_.NO_TLS,
 ) -> m.ErrPacket | None:
     """KILL [QUERY] an upstream connection over a connection of its own account.
 
@@ -249,6 +296,7 @@ async def kill(
         max_packet_size=1 << 24,
         connect_attrs=None,
         timeout=timeout,
+        tls=tls,
     )
     try:
         with trio.fail_after(timeout):

@@ -73,6 +73,8 @@ from pamwire.server import pg_upstream
 from pamwire.server.context import ServerContext
 from pamwire.server.credentials import SessionLogin
 from pamwire.server.session_events import SessionEvents, peer_address
+from pamwire.server.tls import ServerTls, TlsHandshakeError
+from pamwire.server.tls import accept as tls_accept
 from pamwire.sql import pg as pg_sql
 from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import Analysis, StatementFacts
@@ -125,11 +127,15 @@ class PgSession:
         *,
         login_timeout: float = 60.0,
         max_clients: int = 1000,
+        tls: ServerTls | None = None,
     ) -> None:
         self.login_timeout = login_timeout
         self.max_clients = max_clients
         self.ctx = ctx
-        self.client = stream
+        self.client: trio.abc.Stream = stream
+        self.tls = tls
+        self.encrypted = False
+        self._handshaking = False
         self.id = secrets.token_hex(6)
         self.events = SessionEvents("postgres", redact_pg)
         self.conn_no = next(_SESSION_IDS)
@@ -185,6 +191,9 @@ class PgSession:
                 await self._login(startup)
             if login_scope.cancelled_caught:
                 log.info("conn %s: login timed out", self.conn_no)
+                if self._handshaking:
+                    # The client waits for TLS records: plaintext is no answer.
+                    raise SessionEnd
                 await self._fatal(
                     replies.PROTOCOL_VIOLATION,
                     "canceling authentication due to timeout",
@@ -208,32 +217,66 @@ class PgSession:
     # -- startup --
 
     async def _negotiate(self) -> StartupMessage | None:
-        """Refuse encryption requests, relay cancels, return the StartupMessage."""
+        """Answer encryption requests, relay cancels, return the StartupMessage.
+
+        SSLRequest is answered 'S' and the handshake run when the listener has
+        TLS, else 'N'; GSSENCRequest always 'N'. Once TLS is up, or a request
+        of the same kind was answered, another request is a protocol error (as
+        the server does). Bytes sent after an SSLRequest, before the answer,
+        are refused by _read_frame: they would be read as if they had come
+        through TLS (CVE-2021-23214).
+        """
         seen_ssl = seen_gss = False
         while True:
             raw = await self._read_one()
             message = decode_startup(raw)
             if isinstance(message, SSLRequest | GSSENCRequest):
-                repeated = seen_ssl if isinstance(message, SSLRequest) else seen_gss
-                if repeated:
+                is_ssl = isinstance(message, SSLRequest)
+                if self.encrypted or (seen_ssl if is_ssl else seen_gss):
+                    code = "1234.5679" if is_ssl else "1234.5680"
                     await self._fatal(
                         replies.FEATURE_NOT_SUPPORTED,
-                        "unsupported frontend protocol 1234.5679: "
+                        f"unsupported frontend protocol {code}: "
                         "encryption negotiation was already done",
                     )
-                if isinstance(message, SSLRequest):
+                if is_ssl:
                     seen_ssl = True
                 else:
                     seen_gss = True
-                # TODO(tls): accept TLS on the client leg (a later issue); refused now.
-                await self.client.send_all(replies.SSL_NOT_SUPPORTED)
+                if is_ssl and self.tls is not None:
+                    await self.client.send_all(replies.SSL_ACCEPTED)
+                    await self._start_tls(self.tls)
+                else:
+                    await self.client.send_all(replies.SSL_NOT_SUPPORTED)
                 continue
             if isinstance(message, CancelRequest):
+                # Cancels carry no secret worth hiding; libpq sends them in
+                # plaintext even on a TLS session, so they are taken either way.
                 await self.ctx.cancels.cancel(message.process_id, message.secret_key)
                 return None
             assert isinstance(message, StartupMessage)
+            if self.tls is not None and self.tls.required and not self.encrypted:
+                log.info(
+                    "conn %s: plaintext client refused (tls require)", self.conn_no
+                )
+                await self._fatal(
+                    replies.INVALID_AUTHORIZATION,
+                    "pamwire: this listener requires TLS; connect with sslmode=require",
+                )
             self.reader.startup = False
             return message
+
+    async def _start_tls(self, tls: ServerTls) -> None:
+        """Run the TLS handshake; a failed one ends the session (logged)."""
+        self._handshaking = True
+        try:
+            self.client = await tls_accept(self.client, tls)
+        except TlsHandshakeError as exc:
+            log.info("conn %s: %s", self.conn_no, exc)
+            raise SessionEnd from None
+        self._handshaking = False
+        self.encrypted = True
+        log.debug("conn %s: tls established", self.conn_no)
 
     async def _read_one(self) -> bytes:
         """Read exactly one startup-phase packet's payload."""
@@ -396,6 +439,7 @@ class PgSession:
                 credential,
                 startup.for_upstream(params),
                 timeout=target.connect_timeout,
+                tls=self.ctx.tls_for(target),
             )
         except pg_upstream.UpstreamRefused as exc:
             log.info(

@@ -2,7 +2,10 @@
 
 pamwire answers whatever authentication the server asks for (SCRAM-SHA-256, MD5,
 cleartext) with the credential it holds for the target, then collects the startup
-messages (ParameterStatus, BackendKeyData) up to the first ReadyForQuery.
+messages (ParameterStatus, BackendKeyData) up to the first ReadyForQuery. With the
+target's tls set, an SSLRequest comes first; the one-byte answer is read alone, so
+bytes a server (or someone on the path) sends after its 'S' can only reach the TLS
+handshake, never the protocol (CVE-2021-23222).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from pamwire.pg.messages import (
     ReadyForQuery,
     SASLInitialResponse,
     SASLResponse,
+    SSLRequest,
     StartupMessage,
 )
+from pamwire.server import tls as tls_
 from pamwire.server.credentials import UpstreamCredential
 
 log = logging.getLogger("pamwire.pg.upstream")
@@ -60,7 +65,7 @@ class UpstreamRefused(Exception):
 class UpstreamConnection:
     """A logged-in upstream connection and what the server said during startup."""
 
-    stream: trio.SocketStream
+    stream: trio.abc.Stream
     reader: FrameReader
     process_id: int
     secret_key: bytes
@@ -78,17 +83,23 @@ async def connect(
     client_params: dict[str, str],
     *,
     timeout: float,
+    tls: tls_.UpstreamTls = tls_.NO_TLS,
 ) -> UpstreamConnection:
-    """Connect and log in; raises UpstreamUnavailable or UpstreamRefused."""
+    """Connect (over TLS as `tls` says) and log in; raises UpstreamUnavailable
+    (also for a TLS failure or a server without TLS when it is required) or
+    UpstreamRefused."""
     with trio.move_on_after(timeout) as scope:
         try:
-            stream = await trio.open_tcp_stream(host, port)
+            socket_stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise UpstreamUnavailable(
                 f"cannot connect to {host}:{port}: {reason}"
             ) from None
+        stream: trio.abc.Stream = socket_stream
         try:
+            if tls.wanted:
+                stream = await _start_tls(socket_stream, tls, host)
             return await _login(stream, database, credential, client_params)
         except BaseException:
             await trio.aclose_forcefully(stream)
@@ -97,8 +108,31 @@ async def connect(
     raise UpstreamUnavailable(f"no answer from {host}:{port} within {timeout:g} s")
 
 
+async def _start_tls(
+    stream: trio.SocketStream, tls: tls_.UpstreamTls, host: str
+) -> trio.abc.Stream:
+    """Ask for TLS with an SSLRequest; the TLS stream, or the plain one when
+    the server declines and tls is prefer."""
+    try:
+        await stream.send_all(encode(SSLRequest()))
+        answer = await stream.receive_some(1)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise UpstreamUnavailable(f"connection lost asking for tls: {exc}") from None
+    if answer == b"S":
+        try:
+            return await tls_.connect(stream, tls, host)
+        except tls_.TlsHandshakeError as exc:
+            raise UpstreamUnavailable(str(exc)) from None
+    if answer == b"N" and not tls.required:
+        log.debug("server %s declined tls; tls is prefer, going on in plaintext", host)
+        return stream
+    if answer == b"N":
+        raise UpstreamUnavailable(f"server does not accept tls (tls is {tls.mode!r})")
+    raise UpstreamUnavailable(f"server answered the ssl request with {answer!r}")
+
+
 async def _login(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     database: str,
     credential: UpstreamCredential,
     client_params: dict[str, str],
@@ -179,7 +213,7 @@ async def _login(
 class _Messages:
     """Decoded startup-phase messages, one at a time, from a frame reader."""
 
-    def __init__(self, stream: trio.SocketStream, reader: FrameReader) -> None:
+    def __init__(self, stream: trio.abc.Stream, reader: FrameReader) -> None:
         self._stream = stream
         self._reader = reader
         self._block = b""

@@ -91,7 +91,7 @@ def test_mysql_plaintext_response_with_client_ssl_is_refused(
         seq, data = raw.recv()
         assert data[0] == 0xFF, "a plaintext login claiming CLIENT_SSL got in"
         error = codec.decode_err(data, codec.PROTOCOL_41)
-        assert seq == 2 and "TLS is not supported" in error.error_message
+        assert seq == 2 and "must come through TLS" in error.error_message
     finally:
         raw.close()
 

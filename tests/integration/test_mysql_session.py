@@ -192,7 +192,7 @@ def test_mysql_tls_request_is_refused_clearly(mysql_proxy: MysqlProxy) -> None:
         raw.send(codec.encode_payload(request, flags), 1)
         seq, data = raw.recv()
         error = codec.decode_err(data, codec.PROTOCOL_41)
-        assert seq == 2 and "TLS is not supported" in error.error_message
+        assert seq == 2 and "TLS is not enabled" in error.error_message
     finally:
         raw.close()
 

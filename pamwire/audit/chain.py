@@ -191,15 +191,23 @@ def parse_link(text: str) -> tuple[str, int, str]:
 def write_head(store_path: pathlib.Path, writer: str, seq: int, digest: str) -> None:
     """Replace the head file atomically with this checkpoint; OSError on failure."""
     path = head_path(store_path)
-    temporary = path.with_name(path.name + ".new")
+    # A name of its own per call: the proxy's store copier and a CLI command may
+    # write the head at the same moment, and the last rename wins whole.
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
     data = format_link(writer, seq, digest).encode("ascii") + b"\n"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

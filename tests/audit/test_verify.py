@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+import threading
 
 import pytest
 import trio
@@ -285,3 +286,28 @@ async def test_verify_time_edited_to_text_is_a_problem(
     if table == "events":
         assert f"event {ids[0]}" in unreadable[0]
     assert "trail FAILED" in text
+
+
+def test_write_head_from_many_threads_at_once_leaves_one_whole_head(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The proxy's store copier and CLI commands write the head concurrently.
+    store_path = tmp_path / "audit.db"
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(50):
+                chain.write_head(store_path, f"w{n}", i, "ab" * 32)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    head = chain.read_head(store_path)
+    assert head is not None and chain.parse_link(head)[2] == "ab" * 32
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.db.head"]

@@ -3,13 +3,22 @@
 Ties the store, the approval policy, the minting of accounts and the sealed
 passwords together. Every call blocks (SQLite, and the database for minting and
 removal); trio code runs them through `trio.to_thread.run_sync`. The one async
-function, `expiry_loop`, does exactly that once per second for the proxy.
+function, `expiry_loop`, does exactly that for the proxy.
 
 Life of a grant: `request` stores it; each `approve` adds an approval, and the one
 that completes the policy mints the account and makes the grant approved until
 approval time plus its duration. `revoke`, or `expire_due` after its end, ends it
 and removes the account; a removal that fails is retried by later sweeps, with a
 growing pause. `catch_up` runs the sweep once when pamwire starts.
+
+The expiry loop. A pass hands the active grant ids to the proxy, which ends every
+session on any other grant, then runs the sweep (`expire_due`). The next pass
+comes at the earliest grant end or removal retry the store knows of, at most
+RECHECK_INTERVAL later; meanwhile the loop asks SQLite every WATCH_INTERVAL
+whether another process (the command line approving or revoking) committed to the
+file, and if so starts a pass at once. So sessions end within milliseconds of a
+grant's end and within about WATCH_INTERVAL of a revocation elsewhere, without a
+full sweep every second.
 
 Every step is also an audit event of kind `grant` (pamwire/grants/audit.py): a
 request or approval is refused when the audit store cannot be written; a denial,
@@ -24,7 +33,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import attrs
 import trio
@@ -66,6 +75,15 @@ MINT_STALE_AFTER = 300.0
 # Pause before retrying a failed removal: doubles per attempt, up to the cap.
 RETRY_FIRST = 2.0
 RETRY_CAP = 300.0
+# The expiry loop (see the module docstring): how often it asks the store whether
+# another process changed it; a quarter second keeps a revocation by the command
+# line well within the one second the sessions get. Its full pass runs at the
+# next grant end or retry, and at least every RECHECK_INTERVAL seconds as a net
+# for what a change check cannot see (the wall clock stepping, say).
+WATCH_INTERVAL = 0.25
+RECHECK_INTERVAL = 5.0
+# Shortest pause between two passes, so work that stays due cannot spin the loop.
+MIN_PAUSE = 0.01
 # PostgreSQL truncates identifiers to 63 bytes; minted names stay within.
 MAX_ACCOUNT_NAME = 63
 
@@ -348,15 +366,44 @@ class GrantService:
         self,
         end_sessions: Callable[[frozenset[int]], Awaitable[None]],
         *,
-        interval: float = 1.0,
+        watch_interval: float = WATCH_INTERVAL,
+        recheck_interval: float = RECHECK_INTERVAL,
+        run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync,
     ) -> NoReturn:
-        """Once per `interval`: hand the active grant ids to `end_sessions` (which
-        ends every session on any other grant), then run the sweep."""
+        """End sessions and grants on time; see "the expiry loop" in the module
+        docstring. `run_sync` runs the blocking calls (tests pass an inline one);
+        errors of the store propagate and end the loop."""
         while True:
-            active = await trio.to_thread.run_sync(self.active_grant_ids)
-            await end_sessions(active)
-            await trio.to_thread.run_sync(self.expire_due)
-            await trio.sleep(interval)
+            # Read before the pass, so a change committed during it wakes the next.
+            version = await run_sync(self.store.data_version)
+            now = self.clock()
+            await end_sessions(await run_sync(self.active_grant_ids, now))
+            await run_sync(self.expire_due, now)
+            due = await run_sync(self.store.next_due)
+            wake_at = now + recheck_interval
+            if due is not None:
+                wake_at = min(wake_at, due)
+            # Work already due (a grant approved a moment ago with a tiny
+            # duration) gets a new pass soon, but never a busy loop.
+            wake_at = max(wake_at, self.clock() + MIN_PAUSE)
+            await self._wait(version, wake_at, watch_interval, run_sync)
+
+    async def _wait(
+        self,
+        version: int,
+        wake_at: float,
+        watch_interval: float,
+        run_sync: Callable[..., Awaitable[Any]],
+    ) -> None:
+        """Sleep until `wake_at` (by the service clock) or until another process
+        changes the store, checking for a change every `watch_interval`."""
+        while True:
+            remaining = wake_at - self.clock()
+            if remaining <= 0:
+                return
+            await trio.sleep(min(watch_interval, remaining))
+            if await run_sync(self.store.data_version) != version:
+                return
 
     # -- helpers -------------------------------------------------------------------
 

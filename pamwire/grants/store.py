@@ -225,6 +225,31 @@ class GrantStore:
             (stale_before, now),
         )
 
+    def next_due(self) -> float | None:
+        """The earliest moment the sweep has work: an approved grant's end, or the
+        retry time of a failed removal; None when neither exists."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(due) FROM ("
+                "  SELECT MIN(expires_at) AS due FROM grants WHERE state = 'approved'"
+                "  UNION ALL"
+                "  SELECT MIN(next_cleanup_at) FROM grants"
+                "   WHERE state IN ('denied', 'expired', 'revoked')"
+                "     AND account_state IN ('active', 'minting'))"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process: the
+        command line) commits to the file; this connection's own commits leave it.
+
+        SQLite's PRAGMA data_version: a few microseconds and no file lock, so the
+        proxy can ask it several times a second instead of sweeping.
+        """
+        with self._lock:
+            (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     def sealed_password(self, grant_id: int) -> bytes | None:
         """The sealed password of a grant's account, or None when there is none."""
         with self._lock:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import pytest
+import trio
 
 from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
-from pamwire.grants.service import GrantService, account_name
+from pamwire.grants.service import (
+    RECHECK_INTERVAL,
+    RETRY_FIRST,
+    WATCH_INTERVAL,
+    GrantService,
+    account_name,
+)
 from pamwire.grants.store import AccountState, State
 from tests.grants.conftest import (
     ADMIN_ENV,
+    START,
     FakeClock,
     FakeMinter,
     document,
@@ -280,3 +291,138 @@ def test_account_names() -> None:
     long = account_name("pamwire_", "x" * 63, 123456)
     assert len(long) == 63
     assert long.endswith("_123456")
+
+
+# -- the expiry loop, on trio's MockClock ------------------------------------------
+
+
+class TrioClock:
+    """The service clock as trio's (mock) clock plus START, so sleeping in the loop
+    and reading the service clock agree."""
+
+    def __call__(self) -> float:
+        return START + trio.current_time()
+
+
+async def inline(fn: Callable[..., Any], *args: Any) -> Any:
+    """run_sync without threads: a thread would let autojump_clock jump meanwhile."""
+    return fn(*args)
+
+
+class Sessions:
+    """Records each pass's active grant ids with the trio time of the pass."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[float, frozenset[int]]] = []
+
+    async def end_sessions(self, active: frozenset[int]) -> None:
+        self.passes.append((trio.current_time(), active))
+
+    def ended_at(self, grant_id: int) -> float:
+        """The trio time of the first pass after which `grant_id` was not active."""
+        seen = False
+        for at, active in self.passes:
+            if grant_id in active:
+                seen = True
+            elif seen:
+                return at
+        raise AssertionError(f"grant {grant_id} never ended: {self.passes}")
+
+
+@pytest.fixture
+def looped(
+    tmp_path: pathlib.Path, minter: FakeMinter, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[GrantService, GrantService]]:
+    """The proxy's service and a second one on the same files, as the command line."""
+    monkeypatch.setenv(ADMIN_ENV, "admin-pw")
+    clock = TrioClock()
+    proxy = make_service(document(), tmp_path, clock, minter)  # type: ignore[arg-type]
+    cli = make_service(document(), tmp_path, clock, minter)  # type: ignore[arg-type]
+    yield proxy, cli
+    cli.close()
+    proxy.close()
+
+
+async def run_loop(
+    service: GrantService, sessions: Sessions, nursery: trio.Nursery
+) -> None:
+    nursery.start_soon(
+        partial(service.expiry_loop, sessions.end_sessions, run_sync=inline)
+    )
+    await trio.sleep(0)
+
+
+async def test_service_expiry_loop_ends_sessions_at_grant_end(
+    looped: tuple[GrantService, GrantService], autojump_clock: trio.abc.Clock
+) -> None:
+    proxy, cli = looped
+    sessions = Sessions()
+    grant = cli.request("alice", "app", "read-only", 7.3, "x")
+    cli.approve(grant.id, "bob")
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, sessions, nursery)
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    ends = cli.show(grant.id).grant.expires_at
+    assert ends is not None
+    late = sessions.ended_at(grant.id) - (ends - START)
+    assert 0 <= late < 0.02, late
+    assert proxy.show(grant.id).grant.account_state is AccountState.REMOVED
+    # Idle: a pass at the end and at most every RECHECK_INTERVAL otherwise.
+    assert len(sessions.passes) <= 20 / RECHECK_INTERVAL + 3, sessions.passes
+
+
+async def test_service_expiry_loop_notices_revocation_elsewhere(
+    looped: tuple[GrantService, GrantService], autojump_clock: trio.abc.Clock
+) -> None:
+    proxy, cli = looped
+    sessions = Sessions()
+    grant = cli.request("alice", "app", "read-only", 3600, "x")
+    cli.approve(grant.id, "bob")
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, sessions, nursery)
+        await trio.sleep(12.34)
+        revoked_at = trio.current_time()
+        cli.revoke(grant.id, "carol", "done")  # another process, as far as SQLite knows
+        await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    late = sessions.ended_at(grant.id) - revoked_at
+    assert 0 < late <= WATCH_INTERVAL + 0.01, late
+
+
+async def test_service_expiry_loop_schedules_grant_approved_elsewhere(
+    looped: tuple[GrantService, GrantService], autojump_clock: trio.abc.Clock
+) -> None:
+    proxy, cli = looped
+    sessions = Sessions()
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, sessions, nursery)
+        await trio.sleep(30)  # the loop idles with nothing to do
+        grant = cli.request("alice", "app", "read-only", 2, "x")
+        cli.approve(grant.id, "bob")
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    ends = cli.show(grant.id).grant.expires_at
+    assert ends is not None
+    late = sessions.ended_at(grant.id) - (ends - START)
+    assert 0 <= late < 0.02, late
+
+
+async def test_service_expiry_loop_retries_failed_removal_on_time(
+    looped: tuple[GrantService, GrantService],
+    minter: FakeMinter,
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    proxy, cli = looped
+    grant = cli.request("alice", "app", "read-only", 1, "x")
+    cli.approve(grant.id, "bob")
+    minter.fail_remove = "server unreachable"
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, Sessions(), nursery)
+        await trio.sleep(1.5)
+        assert proxy.show(grant.id).grant.cleanup_attempts == 1
+        minter.fail_remove = None
+        # The retry is due RETRY_FIRST seconds after the failure, not at a recheck.
+        await trio.sleep(RETRY_FIRST + 0.05)
+        assert proxy.show(grant.id).grant.account_state is AccountState.REMOVED
+        nursery.cancel_scope.cancel()

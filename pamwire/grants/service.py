@@ -79,7 +79,9 @@ RETRY_CAP = 300.0
 # another process changed it; a quarter second keeps a revocation by the command
 # line well within the one second the sessions get. Its full pass runs at the
 # next grant end or retry, and at least every RECHECK_INTERVAL seconds as a net
-# for what a change check cannot see (the wall clock stepping, say).
+# for what a change check cannot see (the file replaced under the open
+# connection, say). The wait re-reads the wall clock every WATCH_INTERVAL, so a
+# clock step delays a pass by at most that.
 WATCH_INTERVAL = 0.25
 RECHECK_INTERVAL = 5.0
 # Shortest pause between two passes, so work that stays due cannot spin the loop.

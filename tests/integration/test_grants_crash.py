@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 PERSON = "alice"
 PERSON_PASSWORD = "alice-pw"
 APPROVER = "bob"
-DURATION = 5.0
+DURATION = 6.0
 
 CONFIG = """\
 [[listener]]
@@ -142,6 +142,7 @@ def setup(
     pg: PostgresCluster,
     mysql_server: MariaDBServer,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[GrantingPamwire, PostgresCluster, MariaDBServer, str]]:
     prefix = f"pk{secrets.token_hex(3)}_"
     my_role = f"{prefix}ro"
@@ -154,6 +155,9 @@ def setup(
     env["PAMWIRE_TEST_APP_PASSWORD"] = APP_PASSWORD
     env["PAMWIRE_TEST_PG_ADMIN_PASSWORD"] = SUPERUSER_PASSWORD
     env["PAMWIRE_TEST_MY_ADMIN_PASSWORD"] = ROOT_PASSWORD
+    for name in ("PG_ADMIN", "MY_ADMIN"):
+        key = f"PAMWIRE_TEST_{name}_PASSWORD"
+        monkeypatch.setenv(key, env[key])  # for approvals made by the test itself
     proxy = GrantingPamwire(tmp_path, env)
     proxy.config.write_text(
         CONFIG.format(
@@ -217,17 +221,30 @@ def maria_connections(server: MariaDBServer, account: str) -> int:
     return int(out.strip())
 
 
-def request_and_approve(proxy: GrantingPamwire, target: str) -> dict[str, Any]:
+def request(proxy: GrantingPamwire, target: str) -> int:
     out = proxy.grant(
         "request", target, "--duration", f"{DURATION:.0f}s", "--as", PERSON
     )
     found = re.search(r"grant (\d+)", out)
     assert found, out
-    proxy.grant("approve", found.group(1), "--as", APPROVER)
-    shown = json.loads(proxy.grant("show", found.group(1), "--format", "json"))
-    assert shown["state"] == "approved", shown
-    details: dict[str, Any] = shown
-    return details
+    return int(found.group(1))
+
+
+def approve_both(proxy: GrantingPamwire, grant_ids: list[int]) -> list[dict[str, Any]]:
+    """Approve in this process, as `pamwire grant approve` does, so that starting
+    a command per approval does not eat into the short grants."""
+    service = open_service(proxy.config)
+    try:
+        for grant_id in grant_ids:
+            service.approve(grant_id, APPROVER)
+    finally:
+        service.close()
+    shown = [
+        json.loads(proxy.grant("show", str(grant_id), "--format", "json"))
+        for grant_id in grant_ids
+    ]
+    assert all(s["state"] == "approved" for s in shown), shown
+    return shown
 
 
 def stored_passwords(config: Path, grant_ids: list[int]) -> dict[int, str]:
@@ -277,8 +294,8 @@ def test_grants_crash_restart_after_expiry_cleans_up(
     setup: tuple[GrantingPamwire, PostgresCluster, MariaDBServer, str],
 ) -> None:
     proxy, pg, maria, prefix = setup
-    pg_grant = request_and_approve(proxy, "pgapp")
-    my_grant = request_and_approve(proxy, "myapp")
+    requested = [request(proxy, "pgapp"), request(proxy, "myapp")]
+    pg_grant, my_grant = approve_both(proxy, requested)
     pg_account, my_account = pg_grant["account"], my_grant["account"]
     assert pg_account.startswith(prefix) and my_account.startswith(prefix)
 

@@ -44,7 +44,13 @@ from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
 from pamwire.grants.audit import AuditBatch, GrantAudit, GrantStep
 from pamwire.grants.config import GrantsConfig, TargetGrants, format_duration
 from pamwire.grants.mariadb import MariaDBMinter
-from pamwire.grants.minting import Account, AdminLogin, Minter, PostgresMinter
+from pamwire.grants.minting import (
+    OPERATION_TIMEOUT,
+    Account,
+    AdminLogin,
+    Minter,
+    PostgresMinter,
+)
 from pamwire.grants.policy import (
     Policy,
     approvals_complete,
@@ -72,6 +78,9 @@ log = logging.getLogger("pamwire.grants")
 # A mint that started this long ago and never finished belongs to a process that
 # died; the sweep removes whatever it may have created.
 MINT_STALE_AFTER = 300.0
+# How long a process may take to remove an account before another takes the
+# removal over: a removal's longest database work plus a margin.
+CLEANUP_LEASE = OPERATION_TIMEOUT + 10.0
 # Pause before retrying a failed removal: doubles per attempt, up to the cap.
 RETRY_FIRST = 2.0
 RETRY_CAP = 300.0
@@ -86,20 +95,32 @@ WATCH_INTERVAL = 0.25
 RECHECK_INTERVAL = 5.0
 # Shortest pause between two passes, so work that stays due cannot spin the loop.
 MIN_PAUSE = 0.01
-# PostgreSQL truncates identifiers to 63 bytes; minted names stay within.
-MAX_ACCOUNT_NAME = 63
+# Longest account name per target protocol: PostgreSQL truncates identifiers to 63
+# bytes; MariaDB took 80 characters for a user name before 10.6 (128 since). Names
+# are ASCII, so characters are bytes.
+MAX_ACCOUNT_NAME = {"postgres": 63, "mysql": 80}
 
 
-# TODO(account-tag): two instances with separate grants files mint the same names;
-# a short random tag made once per grants file would keep them apart (the mint
-# already refuses to touch an existing account, so a collision only fails).
-def account_name(prefix: str, person: str, grant_id: int) -> str:
-    """The account minted for a grant: prefix, the person's name folded to
-    a-z 0-9 _, and the grant id, so the server's own logs name one person."""
+def account_name(
+    prefix: str, tag: str, person: str, grant_id: int, max_length: int = 63
+) -> str:
+    """The account minted for a grant: `<prefix><tag>_<person>_<id>`.
+
+    The tag is the grants file's own (GrantStore.account_tag), so two pamwire
+    instances with separate files never mint the same name on one server; the
+    person's name, folded to a-z 0-9 _ and shortened to fit `max_length`, makes the
+    server's own logs name one person. GrantError when even an empty person part
+    would not fit (a prefix of 24 characters leaves room for 26-digit ids).
+    """
+    head = f"{prefix}{tag}_"
     suffix = f"_{grant_id}"
+    room = max_length - len(head) - len(suffix)
+    if room < 1:
+        raise GrantError(
+            f"account names of {head}..{suffix} exceed {max_length} characters"
+        )
     folded = re.sub(r"[^a-z0-9_]", "_", person.lower())
-    room = MAX_ACCOUNT_NAME - len(prefix) - len(suffix)
-    return prefix + folded[:room] + suffix
+    return head + folded[:room] + suffix
 
 
 def request_command(target: str, role: str | None = None) -> str:
@@ -328,6 +349,22 @@ class GrantService:
             )
         return next(g for g in mine if g.id == chosen)
 
+    def account_for(self, grant: Grant) -> str:
+        """The name of the account this store mints for `grant` (see account_name).
+
+        GrantError when the target left the configuration or the name cannot fit.
+        """
+        target = self.config.targets.get(grant.target)
+        if target is None:
+            raise GrantError(f"no target named {grant.target!r}")
+        return account_name(
+            self.grants.account_prefix,
+            self.store.account_tag,
+            grant.person,
+            grant.id,
+            MAX_ACCOUNT_NAME.get(target.protocol, min(MAX_ACCOUNT_NAME.values())),
+        )
+
     def credential(self, grant: Grant) -> UpstreamCredential:
         """The minted account of an active grant and its password, decrypted."""
         sealed = self.store.sealed_password(grant.id)
@@ -433,7 +470,10 @@ class GrantService:
 
     def _activate(self, grant: Grant, actor: str, batch: AuditBatch) -> None:
         now = self.clock()
-        name = account_name(self.grants.account_prefix, grant.person, grant.id)
+        try:
+            name = self.account_for(grant)
+        except GrantError as error:
+            raise MintError(f"grant {grant.id} cannot be minted: {error}") from None
         if not self.store.claim_mint(grant.id, name, now, now - MINT_STALE_AFTER):
             raise GrantError(f"grant {grant.id} is being activated elsewhere")
         expires_at = now + grant.duration
@@ -483,6 +523,12 @@ class GrantService:
             AccountState.ACTIVE,
             AccountState.MINTING,
         ):
+            return
+        claimed_at = self.clock()
+        if not self.store.claim_cleanup(
+            grant.id, claimed_at, claimed_at + CLEANUP_LEASE
+        ):
+            log.debug("account %s is being removed elsewhere", grant.account)
             return
         if grant.cleanup_attempts:
             text = f"attempt {grant.cleanup_attempts + 1} to remove {grant.account}"

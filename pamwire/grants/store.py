@@ -13,6 +13,7 @@ import builtins
 import enum
 import logging
 import pathlib
+import re
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -20,13 +21,14 @@ from typing import Any
 
 import attrs
 
+from pamwire.errors import ConfigError
 from pamwire.sqlitefile import open_store, transaction
 
 log = logging.getLogger("pamwire.grants.store")
 
 # Bump when the schema changes, and add the step from the previous version to
 # _MIGRATIONS. PRAGMA user_version holds the version a file is at.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class State(enum.StrEnum):
@@ -47,6 +49,9 @@ class AccountState(enum.StrEnum):
     ACTIVE = "active"
     REMOVED = "removed"
 
+
+# What a stored account tag must look like (see _SCHEMA_V2).
+ACCOUNT_TAG = re.compile(r"[a-z0-9]{4,16}")
 
 ENDED = frozenset({State.DENIED, State.EXPIRED, State.REVOKED})
 
@@ -98,7 +103,17 @@ _SCHEMA_V1 = (
     """,
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+# Version 2: a random tag of this grants file, made once, in every account name it
+# mints (pamwire/grants/service.py account_name), so two pamwire instances with
+# grants files of their own never mint the same name on one server. 32 random bits
+# as 8 hex digits: a-z 0-9 only, fit for any identifier.
+_SCHEMA_V2 = (
+    "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO store_meta (key, value)"
+    " VALUES ('account_tag', lower(hex(randomblob(4))))",
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _GRANT_COLUMNS = (
@@ -174,6 +189,17 @@ class GrantStore:
         self.path = path
         self._lock = threading.Lock()
         self._db = open_store(path, what="grant store", migrations=_MIGRATIONS)
+        row = self._db.execute(
+            "SELECT value FROM store_meta WHERE key = 'account_tag'"
+        ).fetchone()
+        if row is None or not ACCOUNT_TAG.fullmatch(str(row[0])):
+            self._db.close()
+            raise ConfigError(
+                "grant store has no valid account tag (store_meta.account_tag)",
+                path=str(path),
+            )
+        # Part of every account this store's grants mint; never changes.
+        self.account_tag: str = str(row[0])
 
     # -- reading ------------------------------------------------------------------
 
@@ -392,6 +418,24 @@ class GrantStore:
             ).rowcount
             if changed:
                 self._event(grant_id, at, actor, str(state), detail)
+        return bool(changed)
+
+    def claim_cleanup(self, grant_id: int, at: float, lease_until: float) -> bool:
+        """Take the removal of a grant's account until `lease_until`, so the proxy
+        and the command line never remove one account at the same time.
+
+        False when the account is not live, or another process holds the removal
+        (or a failed one waits for its retry time). account_removed and
+        cleanup_failed end the lease; a process that dies holding it leaves the
+        removal to whoever comes after `lease_until`.
+        """
+        with self._lock, transaction(self._db):
+            changed = self._db.execute(
+                "UPDATE grants SET next_cleanup_at = ?"
+                " WHERE id = ? AND account_state IN ('active', 'minting')"
+                "   AND (next_cleanup_at IS NULL OR next_cleanup_at <= ?)",
+                (lease_until, grant_id, at),
+            ).rowcount
         return bool(changed)
 
     def account_removed(self, grant_id: int, at: float, detail: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,6 +96,17 @@ class FakeMinter:
         self.accounts.pop(account.name, None)
         self.removed.append(account.name)
         return "dropped"
+
+
+def copy_grants_file(source: pathlib.Path, copy: pathlib.Path) -> None:
+    """Copy a grants file as an operator might (SQLite's backup: WAL included)."""
+    copy.parent.mkdir(exist_ok=True)
+    src, dst = sqlite3.connect(source), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 @pytest.fixture

@@ -67,7 +67,9 @@ def test_audit_every_step_of_a_grant(
     assert approved.grant == str(grant.id)
     assert approved.user == "alice" and approved.target == "app"
     assert approved.approvers == ("bob",)
-    assert approved.db_account == f"pamwire_alice_{grant.id}"
+    assert (
+        approved.db_account == f"pamwire_{service.store.account_tag}_alice_{grant.id}"
+    )
     assert run_verify(tmp_path / "audit.db")[0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -13,13 +14,14 @@ import trio
 
 from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
 from pamwire.grants.service import (
+    CLEANUP_LEASE,
     RECHECK_INTERVAL,
     RETRY_FIRST,
     WATCH_INTERVAL,
     GrantService,
     account_name,
 )
-from pamwire.grants.store import AccountState, State
+from pamwire.grants.store import _SCHEMA_V1, AccountState, GrantStore, State
 from tests.grants.conftest import (
     ADMIN_ENV,
     START,
@@ -46,7 +48,7 @@ def test_service_request_approve_mints_account(
     assert approved.state is State.APPROVED
     assert approved.approved_at == clock.now
     assert approved.expires_at == clock.now + 1800
-    assert approved.account == f"pamwire_alice_{grant.id}"
+    assert approved.account == f"pamwire_{service.store.account_tag}_alice_{grant.id}"
     account = minter.accounts[approved.account]
     assert account.role == "ro"
     assert account.owner == "postgres"
@@ -195,6 +197,23 @@ def test_service_expiry_and_retry_of_failed_cleanup(
     ]
 
 
+def test_service_removal_held_elsewhere_is_not_run_twice(
+    service: GrantService, minter: FakeMinter, clock: FakeClock
+) -> None:
+    grant_id = active_grant(service)
+    clock.now += 3600
+    # Another process (the proxy's sweep, say) took the removal and is at it.
+    assert service.store.claim_cleanup(grant_id, clock.now, clock.now + CLEANUP_LEASE)
+    assert not service.store.claim_cleanup(grant_id, clock.now, clock.now + 1)
+    [ended] = service.expire_due()
+    assert ended.state is State.EXPIRED and minter.removed == []
+    # That process died: after the lease, the removal is taken over.
+    clock.now += CLEANUP_LEASE
+    service.expire_due()
+    assert minter.removed == [ended.account]
+    assert service.show(grant_id).grant.account_state is AccountState.REMOVED
+
+
 def test_service_catch_up_after_downtime(
     tmp_path: pathlib.Path,
     clock: FakeClock,
@@ -286,11 +305,56 @@ def test_service_no_plain_password_in_store(
 
 def test_account_names() -> None:
     assert (
-        account_name("pamwire_", "Alice.Smith@corp", 7) == "pamwire_alice_smith_corp_7"
+        account_name("pamwire_", "0a1b2c3d", "Alice.Smith@corp", 7)
+        == "pamwire_0a1b2c3d_alice_smith_corp_7"
     )
-    long = account_name("pamwire_", "x" * 63, 123456)
+    long = account_name("pamwire_", "0a1b2c3d", "x" * 80, 123456)
     assert len(long) == 63
-    assert long.endswith("_123456")
+    assert long.startswith("pamwire_0a1b2c3d_xxx") and long.endswith("_123456")
+    assert len(account_name("p_", "0a1b2c3d", "x" * 200, 1, max_length=80)) == 80
+    with pytest.raises(GrantError, match="exceed 20 characters"):
+        account_name("pamwire_", "0a1b2c3d", "alice", 1234, max_length=20)
+
+
+def test_store_account_tag_is_random_per_file_and_kept(tmp_path: pathlib.Path) -> None:
+    tags = []
+    for name in ("one.db", "two.db"):
+        with GrantStore(tmp_path / name) as store:
+            tags.append(store.account_tag)
+    assert re.fullmatch(r"[0-9a-f]{8}", tags[0]) and tags[0] != tags[1]
+    with GrantStore(tmp_path / "one.db") as again:
+        assert again.account_tag == tags[0]
+
+
+def test_store_migrates_a_version_1_file_and_keeps_its_names(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for statement in _SCHEMA_V1:
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO grants (person, target, role, duration, state, requested_at,"
+        " account, account_state) VALUES ('alice', 'app', 'read-only', 60,"
+        " 'expired', 1, 'pamwire_alice_1', 'active')"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with GrantStore(path) as store:
+        assert re.fullmatch(r"[0-9a-f]{8}", store.account_tag)
+        # An account minted before the tag keeps its name, so it is removed.
+        [grant] = store.needing_cleanup(10, 0)
+        assert grant.account == "pamwire_alice_1"
+
+
+def test_service_mints_tagged_names_per_protocol(
+    service: GrantService, tmp_path: pathlib.Path
+) -> None:
+    grant = service.request("a" * 60, "app", "read-only", 60, "x")
+    name = service.account_for(grant)
+    assert len(name) == 63
+    assert name.startswith(f"pamwire_{service.store.account_tag}_aaa")
 
 
 # -- the expiry loop, on trio's MockClock ------------------------------------------

@@ -577,6 +577,7 @@ class GrantService:
             text=text,
             approvers=tuple(a.approver for a in self.store.approvals(grant_id)),
             protocol=target.protocol if target is not None else "postgres",
+            os_user=self.store.os_user,
         )
 
     def _account(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import enum
 import logging
+import os
 import pathlib
 import re
 import threading
@@ -22,13 +23,14 @@ from typing import Any
 import attrs
 
 from pamwire.errors import ConfigError
+from pamwire.grants.actor import user_name
 from pamwire.sqlitefile import open_store, transaction
 
 log = logging.getLogger("pamwire.grants.store")
 
 # Bump when the schema changes, and add the step from the previous version to
 # _MIGRATIONS. PRAGMA user_version holds the version a file is at.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class State(enum.StrEnum):
@@ -113,7 +115,10 @@ _SCHEMA_V2 = (
     " VALUES ('account_tag', lower(hex(randomblob(4))))",
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+# Version 3: the OS user of the process that wrote each history line.
+_SCHEMA_V3 = ("ALTER TABLE grant_event ADD COLUMN os_user TEXT",)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _GRANT_COLUMNS = (
@@ -172,6 +177,8 @@ class GrantEvent:
     actor: str
     action: str
     detail: str | None
+    # The OS user of the process that wrote it (None in files from before).
+    os_user: str | None = None
 
 
 class GrantStore:
@@ -181,12 +188,16 @@ class GrantStore:
     change applies to, so callers can tell a lost race from success.
     """
 
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, *, os_user: str | None = None) -> None:
         """Open the store at `path`, creating the file (mode 0600) and schema.
 
-        Raises ConfigError if the file cannot be opened or is from a newer pamwire.
+        `os_user` is recorded in every history line this object writes (default:
+        the name of the process's real uid; the command line sets who invoked
+        it, see pamwire/grants/actor.py). Raises ConfigError if the file cannot
+        be opened or is from a newer pamwire.
         """
         self.path = path
+        self.os_user = os_user or user_name(os.getuid())
         self._lock = threading.Lock()
         self._db = open_store(path, what="grant store", migrations=_MIGRATIONS)
         row = self._db.execute(
@@ -296,7 +307,7 @@ class GrantStore:
     def history(self, grant_id: int) -> builtins.list[GrantEvent]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT grant_id, at, actor, action, detail FROM grant_event"
+                "SELECT grant_id, at, actor, action, detail, os_user FROM grant_event"
                 " WHERE grant_id = ? ORDER BY id",
                 (grant_id,),
             ).fetchall()
@@ -503,9 +514,9 @@ class GrantStore:
         self, grant_id: int, at: float, actor: str, action: str, detail: str | None
     ) -> None:
         self._db.execute(
-            "INSERT INTO grant_event (grant_id, at, actor, action, detail)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (grant_id, at, actor, action, detail),
+            "INSERT INTO grant_event (grant_id, at, actor, action, detail, os_user)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (grant_id, at, actor, action, detail, self.os_user),
         )
 
 

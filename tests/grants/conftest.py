@@ -19,6 +19,8 @@ from pamwire.grants.store import GrantStore
 
 ADMIN_ENV = "PAMWIRE_TEST_GRANTS_ADMIN_PW"
 START = 1_800_000_000.0
+# The OS user the tests' grant stores record in history and audit events.
+OS_USER = "tester"
 
 
 def document(
@@ -129,7 +131,7 @@ def make_service(
     return GrantService(
         config,
         grants,
-        store=GrantStore(folder / "grants.db"),
+        store=GrantStore(folder / "grants.db", os_user=OS_USER),
         box=SecretBox(folder / "grants.key"),
         minters=None if minter is None else {"postgres": minter},
         clock=clock,

@@ -4,7 +4,7 @@ the last session closed and the account disabled.
 Theory of operation: a throwaway PostgreSQL (and MariaDB, when installed) and a real
 `pamwire serve` process whose configuration gives both targets grants. This script
 drives a GrantService of its own on the same grants file, as `pamwire grant` does;
-the proxy's once-a-second sweep (`GrantService.expiry_loop`) does the expiry work.
+the proxy's expiry loop (`GrantService.expiry_loop`) does the expiry work.
 
 (a) approve(), then connect and query as the person until the query runs as the
     grant's account: through pamwire on PostgreSQL; directly on MariaDB, because

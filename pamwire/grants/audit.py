@@ -45,9 +45,13 @@ class GrantStep:
     text: str | None = None
     approvers: tuple[str, ...] = ()
     protocol: str = "postgres"
+    # The OS user of the process that took the step (pamwire/grants/actor.py).
+    os_user: str | None = None
 
     def event(self) -> AuditEvent:
         detail = f"{self.step} by {self.actor}"
+        if self.os_user:
+            detail += f" (OS user {self.os_user})"
         if self.text:
             detail += f": {self.text}"
         return AuditEvent(

@@ -1,10 +1,12 @@
 """The `pamwire grant` commands: request, approve, deny, revoke, list, show.
 
-pamwire does not yet map operating-system users to persons, so whoever runs a
-changing command names the person she acts as with `--as PERSON`; access to the
-command line (and to the configuration and key file) is what is trusted. Text
-output passes through clean_text (as `log search` does), since a reason or a
-name may hold terminal escapes; JSON escapes control characters by itself.
+A changing command acts as a person: with `[grants.os_users]` configured, the
+one the OS user running it maps to (`--as` may only name someone else for OS
+users in `grants.act_for_others`); without it, whoever `--as` names, trusted.
+Either way the OS user is written into every history line and audit event the
+command makes (pamwire/grants/actor.py). Text output passes through clean_text
+(as `log search` does), since a reason or a name may hold terminal escapes; JSON
+escapes control characters by itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, TextIO
 from pamwire.audit.search import clean_text
 from pamwire.config import default_config_path, load_config
 from pamwire.errors import ConfigError
+from pamwire.grants.actor import acting_person, current_os_user
 from pamwire.grants.config import (
     format_duration,
     parse_duration,
@@ -84,9 +87,9 @@ def _add_actor(parser: argparse.ArgumentParser, who: str) -> None:
     parser.add_argument(
         "--as",
         dest="actor",
-        required=True,
         metavar="PERSON",
-        help=f"{who} (pamwire has no mapping of OS users to persons yet)",
+        help=f"{who}; with [grants.os_users] set, defaults to your OS user's "
+        "person and may name another only for OS users in grants.act_for_others",
     )
 
 
@@ -112,14 +115,30 @@ def _service(args: argparse.Namespace) -> GrantService:
     return open_service(args.config or default_config_path())
 
 
+def _acting(args: argparse.Namespace) -> tuple[GrantService, str]:
+    """The service, recording the OS user, and the person this command acts as.
+
+    Raises GrantError or PolicyError (see acting_person) before anything changes.
+    """
+    service = _service(args)
+    try:
+        os_user = current_os_user(service.store.path)
+        person = acting_person(service.grants, os_user, args.actor)
+    except BaseException:
+        service.close()
+        raise
+    service.store.os_user = str(os_user)
+    return service, person
+
+
 # -- commands --------------------------------------------------------------------
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
-    service = _service(args)
+    service, person = _acting(args)
     try:
         grant = service.request(
-            args.actor, args.target, args.role, args.duration, args.reason
+            person, args.target, args.role, args.duration, args.reason
         )
         details = service.show(grant.id)
     finally:
@@ -133,9 +152,9 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 
 def _cmd_approve(args: argparse.Namespace) -> int:
-    service = _service(args)
+    service, person = _acting(args)
     try:
-        grant = service.approve(args.id, args.actor)
+        grant = service.approve(args.id, person)
         details = service.show(grant.id)
     finally:
         service.close()
@@ -151,9 +170,9 @@ def _cmd_approve(args: argparse.Namespace) -> int:
 
 
 def _cmd_deny(args: argparse.Namespace) -> int:
-    service = _service(args)
+    service, person = _acting(args)
     try:
-        grant = service.deny(args.id, args.actor, args.reason)
+        grant = service.deny(args.id, person, args.reason)
     finally:
         service.close()
     _say(f"grant {grant.id} denied")
@@ -161,9 +180,9 @@ def _cmd_deny(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    service = _service(args)
+    service, person = _acting(args)
     try:
-        grant = service.revoke(args.id, args.actor, args.reason)
+        grant = service.revoke(args.id, person, args.reason)
     finally:
         service.close()
     if grant.state is State.DENIED:
@@ -275,7 +294,13 @@ def _details_json(details: GrantDetails) -> dict[str, Any]:
     out = _grant_json(details.grant)
     out["approvals"] = [{"approver": a.approver, "at": a.at} for a in details.approvals]
     out["history"] = [
-        {"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+        {
+            "at": e.at,
+            "actor": e.actor,
+            "action": e.action,
+            "detail": e.detail,
+            "os_user": e.os_user,
+        }
         for e in details.history
     ]
     if details.policy is not None:
@@ -316,6 +341,9 @@ def _details_text(details: GrantDetails, now: float) -> str:
     lines.append("history:")
     for event in details.history:
         detail = f": {event.detail}" if event.detail else ""
-        lines.append(f"  {_when(event.at)}  {event.actor}  {event.action}{detail}")
+        os_user = f" (OS user {event.os_user})" if event.os_user else ""
+        lines.append(
+            f"  {_when(event.at)}  {event.actor}{os_user}  {event.action}{detail}"
+        )
     # Each line is cleaned whole, so a value's line break cannot start a new line.
     return "\n".join(clean_text(line) for line in lines)

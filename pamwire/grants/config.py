@@ -20,6 +20,7 @@ from pamwire import configschema
 from pamwire.config import Credential
 from pamwire.configschema import field as _help
 from pamwire.errors import ConfigError
+from pamwire.users import NAME_PATTERN, NAME_RULE
 
 T = typing.TypeVar("T")
 
@@ -28,6 +29,8 @@ ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # The prefix is the unquoted start of every minted account, so DBAs can spot them
 # in pg_roles and the server log; the rest of the name is derived from the person.
 ACCOUNT_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,23}")
+# An OS user name as useradd allows it (and a little more): no space, no colon.
+OS_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}\$?")
 OBJECT_ACTIONS = ("reassign", "drop", "keep")
 # MariaDB host part of minted accounts: a name, an address or a pattern with % _.
 _ACCOUNT_HOST = re.compile(r"[A-Za-z0-9.:%_-]{1,255}")
@@ -309,6 +312,17 @@ class GrantsConfig:
     groups: dict[str, tuple[str, ...]] = attrs.field(
         factory=dict, metadata=_meta("approver groups: name -> list of persons")
     )
+    os_users: dict[str, str] = attrs.field(
+        factory=dict,
+        metadata=_meta(
+            "OS user -> person: when set, `pamwire grant` acts as the person its "
+            "OS user maps to, and --as may name nobody else"
+        ),
+    )
+    act_for_others: tuple[str, ...] = attrs.field(
+        default=(),
+        metadata=_meta("OS users who may act as any person with --as"),
+    )
     targets: dict[str, TargetGrants] = attrs.field(factory=dict)
 
 
@@ -368,6 +382,24 @@ def _validate(config: GrantsConfig, fpath: str) -> None:
         if not members:
             raise ConfigError(
                 "group has no members", path=fpath, key=f"grants.groups.{group}"
+            )
+    for os_user, person in config.os_users.items():
+        if not OS_USER.fullmatch(os_user):
+            raise ConfigError(
+                f"{os_user!r} is not an OS user name", path=fpath, key="grants.os_users"
+            )
+        if not NAME_PATTERN.fullmatch(person):
+            raise ConfigError(
+                f"{person!r} is not a person name: use {NAME_RULE}",
+                path=fpath,
+                key=f"grants.os_users.{os_user}",
+            )
+    for os_user in config.act_for_others:
+        if not OS_USER.fullmatch(os_user):
+            raise ConfigError(
+                f"{os_user!r} is not an OS user name",
+                path=fpath,
+                key="grants.act_for_others",
             )
     for name, target in config.targets.items():
         _validate_target(config, target, f"target.{name}.grants", fpath)

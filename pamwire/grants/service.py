@@ -3,13 +3,22 @@
 Ties the store, the approval policy, the minting of accounts and the sealed
 passwords together. Every call blocks (SQLite, and the database for minting and
 removal); trio code runs them through `trio.to_thread.run_sync`. The one async
-function, `expiry_loop`, does exactly that once per second for the proxy.
+function, `expiry_loop`, does exactly that for the proxy.
 
 Life of a grant: `request` stores it; each `approve` adds an approval, and the one
 that completes the policy mints the account and makes the grant approved until
 approval time plus its duration. `revoke`, or `expire_due` after its end, ends it
 and removes the account; a removal that fails is retried by later sweeps, with a
 growing pause. `catch_up` runs the sweep once when pamwire starts.
+
+The expiry loop. A pass hands the active grant ids to the proxy, which ends every
+session on any other grant, then runs the sweep (`expire_due`). The next pass
+comes at the earliest grant end or removal retry the store knows of, at most
+RECHECK_INTERVAL later; meanwhile the loop asks SQLite every WATCH_INTERVAL
+whether another process (the command line approving or revoking) committed to the
+file, and if so starts a pass at once. So sessions end within milliseconds of a
+grant's end and within about WATCH_INTERVAL of a revocation elsewhere, without a
+full sweep every second.
 
 Every step is also an audit event of kind `grant` (pamwire/grants/audit.py): a
 request or approval is refused when the audit store cannot be written; a denial,
@@ -24,7 +33,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import attrs
 import trio
@@ -35,7 +44,13 @@ from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
 from pamwire.grants.audit import AuditBatch, GrantAudit, GrantStep
 from pamwire.grants.config import GrantsConfig, TargetGrants, format_duration
 from pamwire.grants.mariadb import MariaDBMinter
-from pamwire.grants.minting import Account, AdminLogin, Minter, PostgresMinter
+from pamwire.grants.minting import (
+    OPERATION_TIMEOUT,
+    Account,
+    AdminLogin,
+    Minter,
+    PostgresMinter,
+)
 from pamwire.grants.policy import (
     Policy,
     approvals_complete,
@@ -64,23 +79,49 @@ log = logging.getLogger("pamwire.grants")
 # A mint that started this long ago and never finished belongs to a process that
 # died; the sweep removes whatever it may have created.
 MINT_STALE_AFTER = 300.0
+# How long a process may take to remove an account before another takes the
+# removal over: a removal's longest database work plus a margin.
+CLEANUP_LEASE = OPERATION_TIMEOUT + 10.0
 # Pause before retrying a failed removal: doubles per attempt, up to the cap.
 RETRY_FIRST = 2.0
 RETRY_CAP = 300.0
-# PostgreSQL truncates identifiers to 63 bytes; minted names stay within.
-MAX_ACCOUNT_NAME = 63
+# The expiry loop (see the module docstring): how often it asks the store whether
+# another process changed it; a quarter second keeps a revocation by the command
+# line well within the one second the sessions get. Its full pass runs at the
+# next grant end or retry, and at least every RECHECK_INTERVAL seconds as a net
+# for what a change check cannot see (the file replaced under the open
+# connection, say). The wait re-reads the wall clock every WATCH_INTERVAL, so a
+# clock step delays a pass by at most that.
+WATCH_INTERVAL = 0.25
+RECHECK_INTERVAL = 5.0
+# Shortest pause between two passes, so work that stays due cannot spin the loop.
+MIN_PAUSE = 0.01
+# Longest account name per target protocol: PostgreSQL truncates identifiers to 63
+# bytes; MariaDB took 80 characters for a user name before 10.6 (128 since). Names
+# are ASCII, so characters are bytes.
+MAX_ACCOUNT_NAME = {"postgres": 63, "mysql": 80}
 
 
-# TODO(account-tag): two instances with separate grants files mint the same names;
-# a short random tag made once per grants file would keep them apart (the mint
-# already refuses to touch an existing account, so a collision only fails).
-def account_name(prefix: str, person: str, grant_id: int) -> str:
-    """The account minted for a grant: prefix, the person's name folded to
-    a-z 0-9 _, and the grant id, so the server's own logs name one person."""
+def account_name(
+    prefix: str, tag: str, person: str, grant_id: int, max_length: int = 63
+) -> str:
+    """The account minted for a grant: `<prefix><tag>_<person>_<id>`.
+
+    The tag is the grants file's own (GrantStore.account_tag), so two pamwire
+    instances with separate files never mint the same name on one server; the
+    person's name, folded to a-z 0-9 _ and shortened to fit `max_length`, makes the
+    server's own logs name one person. GrantError when even an empty person part
+    would not fit (a prefix of 24 characters leaves room for 26-digit ids).
+    """
+    head = f"{prefix}{tag}_"
     suffix = f"_{grant_id}"
+    room = max_length - len(head) - len(suffix)
+    if room < 1:
+        raise GrantError(
+            f"account names of {head}..{suffix} exceed {max_length} characters"
+        )
     folded = re.sub(r"[^a-z0-9_]", "_", person.lower())
-    room = MAX_ACCOUNT_NAME - len(prefix) - len(suffix)
-    return prefix + folded[:room] + suffix
+    return head + folded[:room] + suffix
 
 
 def request_command(target: str, role: str | None = None) -> str:
@@ -309,6 +350,22 @@ class GrantService:
             )
         return next(g for g in mine if g.id == chosen)
 
+    def account_for(self, grant: Grant) -> str:
+        """The name of the account this store mints for `grant` (see account_name).
+
+        GrantError when the target left the configuration or the name cannot fit.
+        """
+        target = self.config.targets.get(grant.target)
+        if target is None:
+            raise GrantError(f"no target named {grant.target!r}")
+        return account_name(
+            self.grants.account_prefix,
+            self.store.account_tag,
+            grant.person,
+            grant.id,
+            MAX_ACCOUNT_NAME.get(target.protocol, min(MAX_ACCOUNT_NAME.values())),
+        )
+
     def credential(self, grant: Grant) -> UpstreamCredential:
         """The minted account of an active grant and its password, decrypted."""
         sealed = self.store.sealed_password(grant.id)
@@ -349,15 +406,44 @@ class GrantService:
         self,
         end_sessions: Callable[[frozenset[int]], Awaitable[None]],
         *,
-        interval: float = 1.0,
+        watch_interval: float = WATCH_INTERVAL,
+        recheck_interval: float = RECHECK_INTERVAL,
+        run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync,
     ) -> NoReturn:
-        """Once per `interval`: hand the active grant ids to `end_sessions` (which
-        ends every session on any other grant), then run the sweep."""
+        """End sessions and grants on time; see "the expiry loop" in the module
+        docstring. `run_sync` runs the blocking calls (tests pass an inline one);
+        errors of the store propagate and end the loop."""
         while True:
-            active = await trio.to_thread.run_sync(self.active_grant_ids)
-            await end_sessions(active)
-            await trio.to_thread.run_sync(self.expire_due)
-            await trio.sleep(interval)
+            # Read before the pass, so a change committed during it wakes the next.
+            version = await run_sync(self.store.data_version)
+            now = self.clock()
+            await end_sessions(await run_sync(self.active_grant_ids, now))
+            await run_sync(self.expire_due, now)
+            due = await run_sync(self.store.next_due)
+            wake_at = now + recheck_interval
+            if due is not None:
+                wake_at = min(wake_at, due)
+            # Work already due (a grant approved a moment ago with a tiny
+            # duration) gets a new pass soon, but never a busy loop.
+            wake_at = max(wake_at, self.clock() + MIN_PAUSE)
+            await self._wait(version, wake_at, watch_interval, run_sync)
+
+    async def _wait(
+        self,
+        version: int,
+        wake_at: float,
+        watch_interval: float,
+        run_sync: Callable[..., Awaitable[Any]],
+    ) -> None:
+        """Sleep until `wake_at` (by the service clock) or until another process
+        changes the store, checking for a change every `watch_interval`."""
+        while True:
+            remaining = wake_at - self.clock()
+            if remaining <= 0:
+                return
+            await trio.sleep(min(watch_interval, remaining))
+            if await run_sync(self.store.data_version) != version:
+                return
 
     # -- helpers -------------------------------------------------------------------
 
@@ -385,7 +471,10 @@ class GrantService:
 
     def _activate(self, grant: Grant, actor: str, batch: AuditBatch) -> None:
         now = self.clock()
-        name = account_name(self.grants.account_prefix, grant.person, grant.id)
+        try:
+            name = self.account_for(grant)
+        except GrantError as error:
+            raise MintError(f"grant {grant.id} cannot be minted: {error}") from None
         if not self.store.claim_mint(grant.id, name, now, now - MINT_STALE_AFTER):
             raise GrantError(f"grant {grant.id} is being activated elsewhere")
         expires_at = now + grant.duration
@@ -436,6 +525,12 @@ class GrantService:
             AccountState.MINTING,
         ):
             return
+        claimed_at = self.clock()
+        if not self.store.claim_cleanup(
+            grant.id, claimed_at, claimed_at + CLEANUP_LEASE
+        ):
+            log.debug("account %s is being removed elsewhere", grant.account)
+            return
         if grant.cleanup_attempts:
             text = f"attempt {grant.cleanup_attempts + 1} to remove {grant.account}"
             batch.add(self._step(grant.id, "cleanup_retried", SYSTEM_ACTOR, now, text))
@@ -483,6 +578,7 @@ class GrantService:
             text=text,
             approvers=tuple(a.approver for a in self.store.approvals(grant_id)),
             protocol=target.protocol if target is not None else "postgres",
+            os_user=self.store.os_user,
         )
 
     def _account(

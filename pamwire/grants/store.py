@@ -12,7 +12,9 @@ from __future__ import annotations
 import builtins
 import enum
 import logging
+import os
 import pathlib
+import re
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -20,13 +22,15 @@ from typing import Any
 
 import attrs
 
+from pamwire.errors import ConfigError
+from pamwire.grants.actor import user_name
 from pamwire.sqlitefile import open_store, transaction
 
 log = logging.getLogger("pamwire.grants.store")
 
 # Bump when the schema changes, and add the step from the previous version to
 # _MIGRATIONS. PRAGMA user_version holds the version a file is at.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 
 class State(enum.StrEnum):
@@ -47,6 +51,9 @@ class AccountState(enum.StrEnum):
     ACTIVE = "active"
     REMOVED = "removed"
 
+
+# What a stored account tag must look like (see _SCHEMA_V2).
+ACCOUNT_TAG = re.compile(r"[a-z0-9]{4,16}")
 
 ENDED = frozenset({State.DENIED, State.EXPIRED, State.REVOKED})
 
@@ -98,7 +105,20 @@ _SCHEMA_V1 = (
     """,
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+# Version 2: a random tag of this grants file, made once, in every account name it
+# mints (pamwire/grants/service.py account_name), so two pamwire instances with
+# grants files of their own never mint the same name on one server. 32 random bits
+# as 8 hex digits: a-z 0-9 only, fit for any identifier.
+_SCHEMA_V2 = (
+    "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO store_meta (key, value)"
+    " VALUES ('account_tag', lower(hex(randomblob(4))))",
+)
+
+# Version 3: the OS user of the process that wrote each history line.
+_SCHEMA_V3 = ("ALTER TABLE grant_event ADD COLUMN os_user TEXT",)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _GRANT_COLUMNS = (
@@ -157,6 +177,8 @@ class GrantEvent:
     actor: str
     action: str
     detail: str | None
+    # The OS user of the process that wrote it (None in files from before).
+    os_user: str | None = None
 
 
 class GrantStore:
@@ -166,14 +188,29 @@ class GrantStore:
     change applies to, so callers can tell a lost race from success.
     """
 
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, *, os_user: str | None = None) -> None:
         """Open the store at `path`, creating the file (mode 0600) and schema.
 
-        Raises ConfigError if the file cannot be opened or is from a newer pamwire.
+        `os_user` is recorded in every history line this object writes (default:
+        the name of the process's real uid; the command line sets who invoked
+        it, see pamwire/grants/actor.py). Raises ConfigError if the file cannot
+        be opened or is from a newer pamwire.
         """
         self.path = path
+        self.os_user = os_user or user_name(os.getuid())
         self._lock = threading.Lock()
         self._db = open_store(path, what="grant store", migrations=_MIGRATIONS)
+        row = self._db.execute(
+            "SELECT value FROM store_meta WHERE key = 'account_tag'"
+        ).fetchone()
+        if row is None or not ACCOUNT_TAG.fullmatch(str(row[0])):
+            self._db.close()
+            raise ConfigError(
+                "grant store has no valid account tag (store_meta.account_tag)",
+                path=str(path),
+            )
+        # Part of every account this store's grants mint; never changes.
+        self.account_tag: str = str(row[0])
 
     # -- reading ------------------------------------------------------------------
 
@@ -225,6 +262,31 @@ class GrantStore:
             (stale_before, now),
         )
 
+    def next_due(self) -> float | None:
+        """The earliest moment the sweep has work: an approved grant's end, or the
+        retry time of a failed removal; None when neither exists."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(due) FROM ("
+                "  SELECT MIN(expires_at) AS due FROM grants WHERE state = 'approved'"
+                "  UNION ALL"
+                "  SELECT MIN(next_cleanup_at) FROM grants"
+                "   WHERE state IN ('denied', 'expired', 'revoked')"
+                "     AND account_state IN ('active', 'minting'))"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process: the
+        command line) commits to the file; this connection's own commits leave it.
+
+        SQLite's PRAGMA data_version: a few microseconds and no file lock, so the
+        proxy can ask it several times a second instead of sweeping.
+        """
+        with self._lock:
+            (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     def sealed_password(self, grant_id: int) -> bytes | None:
         """The sealed password of a grant's account, or None when there is none."""
         with self._lock:
@@ -245,7 +307,7 @@ class GrantStore:
     def history(self, grant_id: int) -> builtins.list[GrantEvent]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT grant_id, at, actor, action, detail FROM grant_event"
+                "SELECT grant_id, at, actor, action, detail, os_user FROM grant_event"
                 " WHERE grant_id = ? ORDER BY id",
                 (grant_id,),
             ).fetchall()
@@ -369,6 +431,24 @@ class GrantStore:
                 self._event(grant_id, at, actor, str(state), detail)
         return bool(changed)
 
+    def claim_cleanup(self, grant_id: int, at: float, lease_until: float) -> bool:
+        """Take the removal of a grant's account until `lease_until`, so the proxy
+        and the command line never remove one account at the same time.
+
+        False when the account is not live, or another process holds the removal
+        (or a failed one waits for its retry time). account_removed and
+        cleanup_failed end the lease; a process that dies holding it leaves the
+        removal to whoever comes after `lease_until`.
+        """
+        with self._lock, transaction(self._db):
+            changed = self._db.execute(
+                "UPDATE grants SET next_cleanup_at = ?"
+                " WHERE id = ? AND account_state IN ('active', 'minting')"
+                "   AND (next_cleanup_at IS NULL OR next_cleanup_at <= ?)",
+                (lease_until, grant_id, at),
+            ).rowcount
+        return bool(changed)
+
     def account_removed(self, grant_id: int, at: float, detail: str) -> None:
         """The removal statements ran: forget the sealed password."""
         with self._lock, transaction(self._db):
@@ -434,9 +514,9 @@ class GrantStore:
         self, grant_id: int, at: float, actor: str, action: str, detail: str | None
     ) -> None:
         self._db.execute(
-            "INSERT INTO grant_event (grant_id, at, actor, action, detail)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (grant_id, at, actor, action, detail),
+            "INSERT INTO grant_event (grant_id, at, actor, action, detail, os_user)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (grant_id, at, actor, action, detail, self.os_user),
         )
 
 

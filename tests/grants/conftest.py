@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from pamwire.grants.store import GrantStore
 
 ADMIN_ENV = "PAMWIRE_TEST_GRANTS_ADMIN_PW"
 START = 1_800_000_000.0
+# The OS user the tests' grant stores record in history and audit events.
+OS_USER = "tester"
 
 
 def document(
@@ -97,6 +100,17 @@ class FakeMinter:
         return "dropped"
 
 
+def copy_grants_file(source: pathlib.Path, copy: pathlib.Path) -> None:
+    """Copy a grants file as an operator might (SQLite's backup: WAL included)."""
+    copy.parent.mkdir(exist_ok=True)
+    src, dst = sqlite3.connect(source), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -117,7 +131,7 @@ def make_service(
     return GrantService(
         config,
         grants,
-        store=GrantStore(folder / "grants.db"),
+        store=GrantStore(folder / "grants.db", os_user=OS_USER),
         box=SecretBox(folder / "grants.key"),
         minters=None if minter is None else {"postgres": minter},
         clock=clock,

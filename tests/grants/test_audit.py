@@ -53,9 +53,12 @@ def test_audit_every_step_of_a_grant(
         "account_removed",
     ]
     details = [detail for _, _, detail in trail(tmp_path)]
-    assert details[0] == "requested by alice: read-only for 10m; reason: incident 42"
-    assert details[1] == "approval by bob: 1 of 1 approval(s)"
-    assert details[4] == "revoked by carol: done"
+    assert (
+        details[0]
+        == "requested by alice (OS user tester): read-only for 10m; reason: incident 42"
+    )
+    assert details[1] == "approval by bob (OS user tester): 1 of 1 approval(s)"
+    assert details[4] == "revoked by carol (OS user tester): done"
 
     store = AuditStore(tmp_path / "audit.db", read_only=True)
     try:
@@ -67,7 +70,9 @@ def test_audit_every_step_of_a_grant(
     assert approved.grant == str(grant.id)
     assert approved.user == "alice" and approved.target == "app"
     assert approved.approvers == ("bob",)
-    assert approved.db_account == f"pamwire_alice_{grant.id}"
+    assert (
+        approved.db_account == f"pamwire_{service.store.account_tag}_alice_{grant.id}"
+    )
     assert run_verify(tmp_path / "audit.db")[0]
 
 
@@ -101,7 +106,10 @@ def test_audit_deny_expiry_and_cleanup_retries(
         (str(grant.id), "account_removed"),
     ]
     failed = trail(tmp_path)[7][2]
-    assert failed == "cleanup_failed by pamwire: server away; retry in 2 s"
+    assert (
+        failed
+        == "cleanup_failed by pamwire (OS user tester): server away; retry in 2 s"
+    )
 
 
 def test_audit_failed_mint_and_mint_warnings(

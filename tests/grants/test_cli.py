@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import secrets
 from collections.abc import Sequence
 
 import pytest
 
+from pamwire.audit.store import AuditStore
 from pamwire.errors import PamwireError
 from pamwire.grants import PolicyError
+from pamwire.grants.actor import user_name
 from pamwire.grants.cli import add_grant_commands, open_service
 from pamwire.pgcluster import PostgresCluster
 from tests.conftest import SUPERUSER_PASSWORD
@@ -95,7 +98,8 @@ def test_cli_flow_never_shows_the_password(
     assert row["state"] == "approved" and row["account"] == grant.account
     assert run(config, ["grant", "show", "1"]) == 0
     shown = capsys.readouterr().out
-    assert "bob  approved" in shown and "ticket 7" in shown
+    me = user_name(os.getuid())
+    assert f"bob (OS user {me})  approved" in shown and "ticket 7" in shown
 
     assert run(config, ["grant", "revoke", "1", "--as", "bob", "--reason", "done"]) == 0
     assert "grant 1 revoked" in capsys.readouterr().out
@@ -116,8 +120,9 @@ def test_cli_flow_never_shows_the_password(
 
 
 def test_cli_errors(config: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    with pytest.raises(SystemExit):
-        run(config, ["grant", "approve", "1"])  # --as is required
+    # Without [grants.os_users], --as is required.
+    with pytest.raises(PamwireError, match="name the person you act as with --as"):
+        run(config, ["grant", "approve", "1"])
     with pytest.raises(SystemExit):
         run(config, ["grant", "request", "app", "--duration", "forever", "--as", "a"])
     with pytest.raises(PamwireError, match="exceeds the longest grant"):
@@ -162,3 +167,45 @@ def test_cli_revoke_of_a_requested_grant_denies_it(
         PamwireError, match="is denied, not approved: nothing to revoke"
     ):
         run(config, ["grant", "revoke", "1", "--as", "alice"])
+
+
+def test_cli_os_user_mapping_picks_and_limits_the_person(
+    config: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    me = user_name(os.getuid())
+    plain = config.read_text()
+    config.write_text(plain + f'os_users = {{ "{me}" = "alice" }}\n')
+
+    assert run(config, ["grant", "request", "app", "--reason", "ticket 9"]) == 0
+    assert "grant 1 requested" in capsys.readouterr().out
+    with pytest.raises(PolicyError, match=f"OS user '{me}' acts as 'alice', not 'bob'"):
+        run(config, ["grant", "approve", "1", "--as", "bob"])
+    with pytest.raises(PolicyError, match="cannot approve her own request"):
+        run(config, ["grant", "approve", "1"])
+
+    # An OS user allowed to act for others names the person.
+    config.write_text(
+        plain + f'os_users = {{ "{me}" = "alice" }}\nact_for_others = ["{me}"]\n'
+    )
+    assert run(config, ["grant", "approve", "1", "--as", "bob"]) == 0
+    assert run(config, ["grant", "revoke", "1", "--as", "bob"]) == 0
+    capsys.readouterr()
+
+    assert run(config, ["grant", "show", "1", "--format", "json"]) == 0
+    history = json.loads(capsys.readouterr().out)["history"]
+    assert history[0]["actor"] == "alice" and history[0]["action"] == "requested"
+    assert {e["os_user"] for e in history} == {me}
+    assert run(config, ["grant", "show", "1"]) == 0
+    assert f"bob (OS user {me})  approved" in capsys.readouterr().out
+
+    service = open_service(config)
+    audit_path = service.audit.path
+    service.close()
+    assert audit_path is not None
+    store = AuditStore(audit_path, read_only=True)
+    try:
+        details = [i.event.detail or "" for i, _ in store.chained_events()]
+    finally:
+        store.close()
+    assert any(f"requested by alice (OS user {me})" in d for d in details)
+    assert all(f"(OS user {me})" in d for d in details), details

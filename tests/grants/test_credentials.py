@@ -53,7 +53,7 @@ def test_credentials_from_grant_or_fallback(service: GrantService) -> None:
     grant = service.request("alice", "app", "read-write", 600, "x")
     service.approve(grant.id, "bob")
     credential = provider.credential_for("alice", app)
-    assert credential.user == f"pamwire_alice_{grant.id}"
+    assert credential.user == f"pamwire_{service.store.account_tag}_alice_{grant.id}"
     assert credential.password not in repr(credential)
     assert provider.grant_for("alice", app).role == "read-write"
     with pytest.raises(NoActiveGrant, match="role 'read-only'"):

@@ -18,7 +18,13 @@ from pamwire.grants.mariadb import event_name
 from pamwire.grants.service import GrantService
 from pamwire.grants.store import AccountState, Grant, State
 from pamwire.mariadbcluster import MariaDBServer, quote_identifier, quote_string
-from tests.grants.conftest import ADMIN_ENV, FakeClock, document, make_service
+from tests.grants.conftest import (
+    ADMIN_ENV,
+    FakeClock,
+    copy_grants_file,
+    document,
+    make_service,
+)
 from tests.mysql.conftest import ROOT_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -149,7 +155,7 @@ def test_live_mariadb_approve_mints_and_revoke_kills_and_drops(
     service = live()
     grant = approved(service)
     account = grant.account
-    assert account == f"{prefix}alice_{grant.id}"
+    assert account == f"{prefix}{service.store.account_tag}_alice_{grant.id}"
     assert users_like(mariadb, prefix) == [account]
 
     password = service.credential(grant).password
@@ -343,13 +349,42 @@ def test_live_mariadb_no_password_in_logs_or_errors(
     assert password not in mariadb.log_path.read_text(errors="replace")
 
 
-def test_live_mariadb_mint_leaves_another_instances_account_alone(
+def test_live_mariadb_two_instances_mint_apart_and_remove_only_their_own(
     mariadb: MariaDBServer, live: Any, prefix: str
 ) -> None:
-    first = approved(live())
-    second_service = live(folder="second")
+    first_service, second_service = live(), live(folder="second")
+    first, second = approved(first_service), approved(second_service)
+    assert first.id == second.id  # both number their grants from 1
+    assert first.account != second.account
+    assert sorted(users_like(mariadb, prefix)) == sorted(
+        [first.account, second.account]
+    )
+    second_password = second_service.credential(second).password
+
+    first_service.revoke(first.id, "bob")
+    assert users_like(mariadb, prefix) == [second.account]
+    conn = connect(mariadb, second.account, second_password)
+    try:
+        assert query(conn, "SELECT CURRENT_USER()") == [(f"{second.account}@%",)]
+    finally:
+        conn.close()
+
+    live.clock.now += 601
+    first_service.expire_due()
+    assert users_like(mariadb, prefix) == [second.account]
+    [ended] = second_service.expire_due()
+    assert ended.id == second.id and users_like(mariadb, prefix) == []
+
+
+def test_live_mariadb_copied_grants_file_collides_and_leaves_the_account_alone(
+    mariadb: MariaDBServer, live: Any, prefix: str, tmp_path: pathlib.Path
+) -> None:
+    first_service = live()
+    copy_grants_file(tmp_path / "grants.db", tmp_path / "copy" / "grants.db")
+    second_service = live(folder="copy")
+    first = approved(first_service)
     second = second_service.request("alice", "app", "read-only", 600, "x")
-    assert second.id == first.id
+    assert second_service.account_for(second) == first.account
     with pytest.raises(MintError, match="already exists; pamwire did not create"):
         second_service.approve(second.id, "bob")
     assert users_like(mariadb, prefix) == [first.account]

@@ -19,7 +19,13 @@ from pamwire.grants.service import GrantService
 from pamwire.grants.store import AccountState, State
 from pamwire.pgcluster import PostgresCluster, quote_ident, quote_literal
 from tests.conftest import SUPERUSER_PASSWORD
-from tests.grants.conftest import ADMIN_ENV, FakeClock, document, make_service
+from tests.grants.conftest import (
+    ADMIN_ENV,
+    FakeClock,
+    copy_grants_file,
+    document,
+    make_service,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +95,7 @@ def test_live_approve_mints_and_revoke_ends_sessions_and_drops(
     service = live()
     grant = approved(service)
     account = grant.account
-    assert account == f"{prefix}alice_{grant.id}"
+    assert account == f"{prefix}{service.store.account_tag}_alice_{grant.id}"
 
     row = pg.psql(
         "SELECT rolcanlogin, extract(epoch FROM rolvaliduntil),"
@@ -282,14 +288,44 @@ def _can_login(pg: PostgresCluster, name: str) -> str:
     ).strip()
 
 
-def test_live_mint_leaves_another_instances_account_alone(
+def test_live_two_instances_mint_apart_and_remove_only_their_own(
     pg: PostgresCluster, live: Any, prefix: str
 ) -> None:
-    first = approved(live())
+    # Two pamwire instances, each with its grants file, against one server.
+    first_service, second_service = live(), live(folder="second")
+    first, second = approved(first_service), approved(second_service)
+    assert first.id == second.id  # both number their grants from 1
+    tags = {first_service.store.account_tag, second_service.store.account_tag}
+    assert len(tags) == 2
+    assert first.account != second.account
+    assert sorted(roles_like(pg, prefix)) == sorted([first.account, second.account])
+    second_password = second_service.credential(second).password
+
+    first_service.revoke(first.id, "bob")
+    assert roles_like(pg, prefix) == [second.account]
+    assert login(pg, second.account, second_password) == second.account
+
+    # The first instance's sweep after the second grant's end leaves it alone.
+    live.clock.now += 601
+    first_service.expire_due()
+    assert roles_like(pg, prefix) == [second.account]
+    [ended] = second_service.expire_due()
+    assert ended.id == second.id and roles_like(pg, prefix) == []
+
+
+def test_live_copied_grants_file_collides_and_leaves_the_account_alone(
+    pg: PostgresCluster, live: Any, prefix: str, tmp_path: pathlib.Path
+) -> None:
+    # A grants file copied before its first grant carries the same tag: the only
+    # way two instances reach one name. The mint then refuses the other's account.
+    first_service = live()
+    copy_grants_file(tmp_path / "grants.db", tmp_path / "copy" / "grants.db")
+    second_service = live(folder="copy")
+    assert first_service.store.account_tag == second_service.store.account_tag
+    first = approved(first_service)
     assert first.account is not None and _can_login(pg, first.account) == "t"
-    second_service = live(folder="second")
     second = second_service.request("alice", "app", "read-only", 600, "x")
-    assert second.id == first.id  # same id, separate grants database
+    assert second_service.account_for(second) == first.account
     with pytest.raises(MintError, match="already exists; pamwire did not create"):
         second_service.approve(second.id, "bob")
     assert _can_login(pg, first.account) == "t"
@@ -307,7 +343,7 @@ def test_live_mint_leaves_a_dbas_account_alone(
 ) -> None:
     service = live()
     grant = service.request("alice", "app", "read-only", 600, "x")
-    name = f"{prefix}alice_{grant.id}"
+    name = service.account_for(grant)
     pg.psql(f"CREATE ROLE {quote_ident(name)} LOGIN")
     with pytest.raises(MintError, match="already exists"):
         service.approve(grant.id, "bob")

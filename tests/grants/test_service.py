@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import sqlite3
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import pytest
+import trio
 
 from pamwire.grants import GrantError, MintError, NoActiveGrant, PolicyError
-from pamwire.grants.service import GrantService, account_name
-from pamwire.grants.store import AccountState, State
+from pamwire.grants.service import (
+    CLEANUP_LEASE,
+    RECHECK_INTERVAL,
+    RETRY_FIRST,
+    WATCH_INTERVAL,
+    GrantService,
+    account_name,
+)
+from pamwire.grants.store import _SCHEMA_V1, AccountState, GrantStore, State
 from tests.grants.conftest import (
     ADMIN_ENV,
+    START,
     FakeClock,
     FakeMinter,
     document,
@@ -35,7 +48,7 @@ def test_service_request_approve_mints_account(
     assert approved.state is State.APPROVED
     assert approved.approved_at == clock.now
     assert approved.expires_at == clock.now + 1800
-    assert approved.account == f"pamwire_alice_{grant.id}"
+    assert approved.account == f"pamwire_{service.store.account_tag}_alice_{grant.id}"
     account = minter.accounts[approved.account]
     assert account.role == "ro"
     assert account.owner == "postgres"
@@ -184,6 +197,23 @@ def test_service_expiry_and_retry_of_failed_cleanup(
     ]
 
 
+def test_service_removal_held_elsewhere_is_not_run_twice(
+    service: GrantService, minter: FakeMinter, clock: FakeClock
+) -> None:
+    grant_id = active_grant(service)
+    clock.now += 3600
+    # Another process (the proxy's sweep, say) took the removal and is at it.
+    assert service.store.claim_cleanup(grant_id, clock.now, clock.now + CLEANUP_LEASE)
+    assert not service.store.claim_cleanup(grant_id, clock.now, clock.now + 1)
+    [ended] = service.expire_due()
+    assert ended.state is State.EXPIRED and minter.removed == []
+    # That process died: after the lease, the removal is taken over.
+    clock.now += CLEANUP_LEASE
+    service.expire_due()
+    assert minter.removed == [ended.account]
+    assert service.show(grant_id).grant.account_state is AccountState.REMOVED
+
+
 def test_service_catch_up_after_downtime(
     tmp_path: pathlib.Path,
     clock: FakeClock,
@@ -275,8 +305,188 @@ def test_service_no_plain_password_in_store(
 
 def test_account_names() -> None:
     assert (
-        account_name("pamwire_", "Alice.Smith@corp", 7) == "pamwire_alice_smith_corp_7"
+        account_name("pamwire_", "0a1b2c3d", "Alice.Smith@corp", 7)
+        == "pamwire_0a1b2c3d_alice_smith_corp_7"
     )
-    long = account_name("pamwire_", "x" * 63, 123456)
+    long = account_name("pamwire_", "0a1b2c3d", "x" * 80, 123456)
     assert len(long) == 63
-    assert long.endswith("_123456")
+    assert long.startswith("pamwire_0a1b2c3d_xxx") and long.endswith("_123456")
+    assert len(account_name("p_", "0a1b2c3d", "x" * 200, 1, max_length=80)) == 80
+    with pytest.raises(GrantError, match="exceed 20 characters"):
+        account_name("pamwire_", "0a1b2c3d", "alice", 1234, max_length=20)
+
+
+def test_store_account_tag_is_random_per_file_and_kept(tmp_path: pathlib.Path) -> None:
+    tags = []
+    for name in ("one.db", "two.db"):
+        with GrantStore(tmp_path / name) as store:
+            tags.append(store.account_tag)
+    assert re.fullmatch(r"[0-9a-f]{8}", tags[0]) and tags[0] != tags[1]
+    with GrantStore(tmp_path / "one.db") as again:
+        assert again.account_tag == tags[0]
+
+
+def test_store_migrates_a_version_1_file_and_keeps_its_names(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for statement in _SCHEMA_V1:
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO grants (person, target, role, duration, state, requested_at,"
+        " account, account_state) VALUES ('alice', 'app', 'read-only', 60,"
+        " 'expired', 1, 'pamwire_alice_1', 'active')"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with GrantStore(path) as store:
+        assert re.fullmatch(r"[0-9a-f]{8}", store.account_tag)
+        # An account minted before the tag keeps its name, so it is removed.
+        [grant] = store.needing_cleanup(10, 0)
+        assert grant.account == "pamwire_alice_1"
+
+
+def test_service_mints_tagged_names_per_protocol(
+    service: GrantService, tmp_path: pathlib.Path
+) -> None:
+    grant = service.request("a" * 60, "app", "read-only", 60, "x")
+    name = service.account_for(grant)
+    assert len(name) == 63
+    assert name.startswith(f"pamwire_{service.store.account_tag}_aaa")
+
+
+# -- the expiry loop, on trio's MockClock ------------------------------------------
+
+
+class TrioClock:
+    """The service clock as trio's (mock) clock plus START, so sleeping in the loop
+    and reading the service clock agree."""
+
+    def __call__(self) -> float:
+        return START + trio.current_time()
+
+
+async def inline(fn: Callable[..., Any], *args: Any) -> Any:
+    """run_sync without threads: a thread would let autojump_clock jump meanwhile."""
+    return fn(*args)
+
+
+class Sessions:
+    """Records each pass's active grant ids with the trio time of the pass."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[float, frozenset[int]]] = []
+
+    async def end_sessions(self, active: frozenset[int]) -> None:
+        self.passes.append((trio.current_time(), active))
+
+    def ended_at(self, grant_id: int) -> float:
+        """The trio time of the first pass after which `grant_id` was not active."""
+        seen = False
+        for at, active in self.passes:
+            if grant_id in active:
+                seen = True
+            elif seen:
+                return at
+        raise AssertionError(f"grant {grant_id} never ended: {self.passes}")
+
+
+@pytest.fixture
+def looped(
+    tmp_path: pathlib.Path, minter: FakeMinter, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[GrantService, GrantService]]:
+    """The proxy's service and a second one on the same files, as the command line."""
+    monkeypatch.setenv(ADMIN_ENV, "admin-pw")
+    clock = TrioClock()
+    proxy = make_service(document(), tmp_path, clock, minter)  # type: ignore[arg-type]
+    cli = make_service(document(), tmp_path, clock, minter)  # type: ignore[arg-type]
+    yield proxy, cli
+    cli.close()
+    proxy.close()
+
+
+async def run_loop(
+    service: GrantService, sessions: Sessions, nursery: trio.Nursery
+) -> None:
+    nursery.start_soon(
+        partial(service.expiry_loop, sessions.end_sessions, run_sync=inline)
+    )
+    await trio.sleep(0)
+
+
+async def test_service_expiry_loop_ends_sessions_at_grant_end(
+    looped: tuple[GrantService, GrantService], autojump_clock: trio.abc.Clock
+) -> None:
+    proxy, cli = looped
+    sessions = Sessions()
+    grant = cli.request("alice", "app", "read-only", 7.3, "x")
+    cli.approve(grant.id, "bob")
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, sessions, nursery)
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    ends = cli.show(grant.id).grant.expires_at
+    assert ends is not None
+    late = sessions.ended_at(grant.id) - (ends - START)
+    assert 0 <= late < 0.02, late
+    assert proxy.show(grant.id).grant.account_state is AccountState.REMOVED
+    # Idle: a pass at the end and at most every RECHECK_INTERVAL otherwise.
+    assert len(sessions.passes) <= 20 / RECHECK_INTERVAL + 3, sessions.passes
+
+
+async def test_service_expiry_loop_notices_revocation_elsewhere(
+    looped: tuple[GrantService, GrantService], autojump_clock: trio.abc.Clock
+) -> None:
+    proxy, cli = looped
+    sessions = Sessions()
+    grant = cli.request("alice", "app", "read-only", 3600, "x")
+    cli.approve(grant.id, "bob")
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, sessions, nursery)
+        await trio.sleep(12.34)
+        revoked_at = trio.current_time()
+        cli.revoke(grant.id, "carol", "done")  # another process, as far as SQLite knows
+        await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    late = sessions.ended_at(grant.id) - revoked_at
+    assert 0 < late <= WATCH_INTERVAL + 0.01, late
+
+
+async def test_service_expiry_loop_schedules_grant_approved_elsewhere(
+    looped: tuple[GrantService, GrantService], autojump_clock: trio.abc.Clock
+) -> None:
+    proxy, cli = looped
+    sessions = Sessions()
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, sessions, nursery)
+        await trio.sleep(30)  # the loop idles with nothing to do
+        grant = cli.request("alice", "app", "read-only", 2, "x")
+        cli.approve(grant.id, "bob")
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    ends = cli.show(grant.id).grant.expires_at
+    assert ends is not None
+    late = sessions.ended_at(grant.id) - (ends - START)
+    assert 0 <= late < 0.02, late
+
+
+async def test_service_expiry_loop_retries_failed_removal_on_time(
+    looped: tuple[GrantService, GrantService],
+    minter: FakeMinter,
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    proxy, cli = looped
+    grant = cli.request("alice", "app", "read-only", 1, "x")
+    cli.approve(grant.id, "bob")
+    minter.fail_remove = "server unreachable"
+    async with trio.open_nursery() as nursery:
+        await run_loop(proxy, Sessions(), nursery)
+        await trio.sleep(1.5)
+        assert proxy.show(grant.id).grant.cleanup_attempts == 1
+        minter.fail_remove = None
+        # The retry is due RETRY_FIRST seconds after the failure, not at a recheck.
+        await trio.sleep(RETRY_FIRST + 0.05)
+        assert proxy.show(grant.id).grant.account_state is AccountState.REMOVED
+        nursery.cancel_scope.cancel()

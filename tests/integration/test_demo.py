@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,9 +59,8 @@ def test_demo_runs_the_main_job_and_stops_cleanly(tmp_path: Path) -> None:
         output = "".join(lines)
         assert f'psql "host=127.0.0.1 port={port} dbname=demo user=demo"' in output
 
-        assert _psql(port, "-At", "-c", "select current_user").stdout.startswith(
-            "pamwire_demo_"
-        )
+        account = _psql(port, "-At", "-c", "select current_user").stdout.strip()
+        assert re.fullmatch(r"pamwire_[0-9a-f]{8}_demo_\d+", account), account
         read = _psql(port, "-At", "-c", "SELECT count(*) FROM customers")
         assert int(read.stdout.strip()) > 0
         scoped = _psql(port, "-c", "UPDATE orders SET status = 'shipped' WHERE id = 1")
@@ -89,7 +89,7 @@ def test_demo_runs_the_main_job_and_stops_cleanly(tmp_path: Path) -> None:
             timeout=30,
         )
         assert mariadb.returncode == 0, mariadb.stderr
-        assert mariadb.stdout.startswith("pamwire_demo_")
+        assert re.match(r"pamwire_[0-9a-f]{8}_demo_\d+@", mariadb.stdout)
         refused_my = subprocess.run(
             [
                 "mariadb",

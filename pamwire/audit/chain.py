@@ -7,7 +7,9 @@ zero bytes. Canonical bytes are the compact JSON array that is also the record's
 journal line, so the writer hashes what it already encoded, once. Records are events,
 and marks: `start` opens a writer's chain and names the heads it found (the previous
 writer's last record and the head file), `completion` says how a statement ended,
-`checkpoint` records a head that is also written to the head file beside the store.
+`checkpoint` records a head that is also written to the head file beside the store,
+`recording` seals a group of one session's stored recording chunks
+(pamwire/audit/recording_store.py).
 check_chains() recomputes every hash and reports edits, gaps, broken links and a head
 file the trail does not reach.
 """
@@ -29,7 +31,7 @@ import attrs
 from pamwire.audit.events import AuditEvent, Completion
 
 GENESIS = bytes(32)
-MARK_KINDS = ("start", "completion", "checkpoint")
+MARK_KINDS = ("start", "completion", "checkpoint", "recording")
 
 EVENT_FIELDS = tuple(field.name for field in attrs.fields(AuditEvent))
 _event_values = operator.attrgetter(*EVENT_FIELDS)

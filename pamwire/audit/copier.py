@@ -7,7 +7,8 @@ the interpreter lock. So the proxy starts this module as a process of its own
 (`python -m pamwire.audit.copier STORE`) and hands it, over the child's standard
 input, the very journal lines it already wrote, in frames. The child answers every
 frame with one line on its standard output, in order: `+` when the frame's records
-are committed, `-REASON` when they are not (the proxy then keeps the journal for
+are committed (for recordings, `+` and the JSON list of their seals, which the
+proxy chains), `-REASON` when they are not (the proxy then keeps the journal for
 recovery at the next start). End of input ends the child.
 
 A frame is one kind byte, a 4-byte big-endian body length and the body:
@@ -21,6 +22,7 @@ A frame is one kind byte, a 4-byte big-endian body length and the body:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import marshal
 import operator
@@ -35,6 +37,7 @@ import attrs
 
 from pamwire.audit.chain import ChainedEvent, Mark, decode_line
 from pamwire.audit.recording import RecordingChunk
+from pamwire.audit.recording_store import Seal
 from pamwire.audit.store import AuditError, AuditStore
 
 log = logging.getLogger("pamwire.audit.copier")
@@ -86,6 +89,12 @@ def decode_recordings(body: bytes) -> list[RecordingChunk]:
     return [RecordingChunk(**dict(zip(_CHUNK_FIELDS, v, strict=True))) for v in values]
 
 
+def decode_seals(answer: bytes) -> list[Seal]:
+    """The seals in a RECORDINGS frame's answer (after its `+`); ValueError if bad."""
+    items = json.loads(answer) if answer else []
+    return [Seal(str(s), tuple(int(n) for n in q), str(d)) for s, q, d in items]
+
+
 def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
     chunks = []
     while size:
@@ -112,17 +121,19 @@ def serve(store: AuditStore, source: BinaryIO, answers: BinaryIO) -> int:
         if body is None or kind not in (RECORDS, RECORDINGS):
             log.error("audit store copier: broken frame stream, stopping")
             return 1
+        answer = b"+"
         try:
             if kind == RECORDS:
                 events, marks = decode_records(body)
                 store.append_records(events, marks)
             else:
-                store.append_recording(decode_recordings(body))
+                seals = store.append_recording(decode_recordings(body))
+                answer += json.dumps([list(seal) for seal in seals]).encode("ascii")
         except (AuditError, ValueError, TypeError, EOFError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             answers.write(b"-" + reason.encode("utf-8", "replace") + b"\n")
         else:
-            answers.write(b"+\n")
+            answers.write(answer + b"\n")
         answers.flush()
 
 

@@ -4,20 +4,27 @@ Recordings live in the table `recordings` of the audit store, one row per chunk:
 the columns that searches need, and the rest (columns, rows, errors, notices) as
 JSON. The table is added to a store in place the first time a pamwire that records
 opens it for writing; a store without it simply has no recordings.
+
+Recordings are sealed into the hash chain: every group of chunks stored together
+yields, per session, a Seal (the chunks' sequence numbers and the sha256 of their
+rows as stored, in sequence order), which the audit writer chains as a
+`recording` mark. `pamwire log verify` recomputes each seal from the stored rows,
+so an edited, deleted or added chunk shows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import attrs
 
 from pamwire.audit.recording import RecordingChunk
 
-# TODO(recording-chain): recordings are not hash-chained, so `log verify` cannot see
-# an edited result; the session_end event could carry a digest of its recording.
 DDL = (
     """
     CREATE TABLE IF NOT EXISTS recordings (
@@ -54,6 +61,79 @@ SELECT_SESSION = (
     f"SELECT {', '.join(_COLUMNS)} FROM recordings WHERE session = ? "
     "ORDER BY seq, row_no"
 )
+
+
+SELECT_SEQS = "SELECT session, seq FROM recordings ORDER BY session, seq"
+
+
+class Seal(NamedTuple):
+    """What a `recording` mark holds of the chunks of one session stored together."""
+
+    session: str
+    seqs: tuple[int, ...]
+    digest: str
+
+    def detail(self) -> str:
+        """The mark's detail: "SESSION SEQS DIGEST", SEQS as ranges like 1-5,7."""
+        return f"{self.session} {format_seqs(self.seqs)} {self.digest}"
+
+    @classmethod
+    def from_detail(cls, detail: str) -> Seal:
+        """ValueError if detail is not a seal's."""
+        session, seqs, digest = detail.split(" ")
+        if len(digest) != 64:
+            raise ValueError("seal digest is not a sha256")
+        return cls(session, parse_seqs(seqs), digest)
+
+
+def row_bytes(row: Sequence[object]) -> bytes:
+    """The canonical bytes of a stored recording row (chunk_row's columns)."""
+    return json.dumps(list(row), separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def digest_rows(rows: Iterable[Sequence[object]]) -> str:
+    """sha256 of the rows' canonical bytes, in the order given."""
+    hasher = hashlib.sha256()
+    for row in rows:
+        hasher.update(row_bytes(row))
+    return hasher.hexdigest()
+
+
+def seal_rows(rows: Sequence[Sequence[object]]) -> list[Seal]:
+    """One seal per session of rows (chunk_row tuples), over its rows by seq."""
+    by_session: dict[str, list[Sequence[object]]] = {}
+    for row in rows:
+        by_session.setdefault(str(row[0]), []).append(row)
+    seals = []
+    for session, group in by_session.items():
+        group.sort(key=lambda row: int(row[1]))  # type: ignore[call-overload]
+        seqs = tuple(int(row[1]) for row in group)  # type: ignore[call-overload]
+        seals.append(Seal(session, seqs, digest_rows(group)))
+    return seals
+
+
+def format_seqs(seqs: Sequence[int]) -> str:
+    """Sorted sequence numbers as comma-separated ranges: (1, 2, 3, 7) -> "1-3,7"."""
+    parts = []
+    for _, run in itertools.groupby(
+        enumerate(sorted(seqs)), key=lambda pair: pair[1] - pair[0]
+    ):
+        numbers = [n for _, n in run]
+        first, last = numbers[0], numbers[-1]
+        parts.append(str(first) if first == last else f"{first}-{last}")
+    return ",".join(parts)
+
+
+def parse_seqs(text: str) -> tuple[int, ...]:
+    """The inverse of format_seqs; ValueError on anything else."""
+    seqs: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        low, high = int(first), int(last or first)
+        if high < low or high - low > 10_000_000:
+            raise ValueError(f"bad sequence range {part!r}")
+        seqs.extend(range(low, high + 1))
+    return tuple(seqs)
 
 
 def has_table(conn: sqlite3.Connection) -> bool:

@@ -32,7 +32,7 @@ from pamwire.audit import chain, recording_store
 from pamwire.audit.chain import EVENT_FIELDS, ChainedEvent, Mark
 from pamwire.audit.events import SCHEMA_VERSION, AuditEvent, AuditRecord, Completion
 from pamwire.audit.recording import RecordingChunk
-from pamwire.audit.recording_store import SessionSummary
+from pamwire.audit.recording_store import Seal, SessionSummary
 from pamwire.audit.search import SearchQuery
 from pamwire.errors import PamwireError
 
@@ -616,21 +616,24 @@ class AuditStore:
 
     # -- session recordings (pamwire/audit/recording.py) --
 
-    def append_recording(self, chunks: Sequence[RecordingChunk]) -> None:
+    def append_recording(self, chunks: Sequence[RecordingChunk]) -> list[Seal]:
         """Insert recording chunks in one transaction (called by the writer thread).
 
         Recordings are not part of the hash chain. Raises AuditWriteError with
         SQLite's reason when nothing was committed.
         """
-        self.append_recording_rows([recording_store.chunk_row(c) for c in chunks])
+        return self.append_recording_rows(
+            [recording_store.chunk_row(c) for c in chunks]
+        )
 
-    def append_recording_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
-        """Insert recording rows made by recording_store.chunk_row in one transaction.
+    def append_recording_rows(self, rows: Sequence[tuple[object, ...]]) -> list[Seal]:
+        """Insert recording rows made by recording_store.chunk_row in one transaction;
+        returns their seals, for the chain.
 
         AuditWriteError with SQLite's reason when nothing was committed.
         """
         if not rows:
-            return
+            return []
         with self._lock:
             conn = self._writable()
             try:
@@ -648,6 +651,19 @@ class AuditStore:
                 raise AuditWriteError(
                     f"cannot write recordings to {self.path}: {exc}"
                 ) from exc
+        return recording_store.seal_rows(rows)
+
+    def recording_rows(self, session: str) -> list[tuple[object, ...]]:
+        """The stored rows of one session's recording (chunk_row's columns), by seq."""
+        if not self._has_recordings:
+            return []
+        return self._read(recording_store.SELECT_SESSION, (session,))
+
+    def recording_seqs(self) -> list[tuple[object, ...]]:
+        """(session, seq) of every stored recording chunk."""
+        if not self._has_recordings:
+            return []
+        return self._read(recording_store.SELECT_SEQS)
 
     def recording(self, session: str) -> list[RecordingChunk]:
         """The recorded chunks of one session in wire order; empty if none."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from pamwire.audit import chain
 from pamwire.audit.chain import Chains, StoredRecord
+from pamwire.audit.recording_store import Seal, digest_rows, format_seqs
 from pamwire.audit.store import AuditError, AuditStore, UnreadableRow
 
 
@@ -51,6 +52,7 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
     # stay in memory (about 200 bytes a record); a trail of hundreds of millions of
     # events needs a check per writer that streams and keeps only the links it needs.
     completions: dict[str, chain.Mark] = {}
+    seals: list[chain.Mark] = []
     links: list[tuple[str, str]] = []
     copies: dict[str, tuple[object, ...]] = {}
     counts = {"events": 0, "marks": 0}
@@ -84,6 +86,8 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
             if mark.kind == "completion" and mark.event_id:
                 label += f" of event {mark.event_id}"
                 completions[mark.event_id] = mark
+            if mark.kind == "recording":
+                seals.append(mark)
             if mark.kind == "start" and mark.detail:
                 where = f"start of writer {mark.writer}"
                 links.extend(
@@ -101,11 +105,20 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
         problems += chain.check_link(chains, link, where)
     problems += _check_head(store.path, chains, counts["events"] + counts["marks"])
     problems += _check_copies(copies, completions)
+    sealed, unsealed, recording_problems = _check_recordings(store, seals)
+    problems += recording_problems
 
     summary = [
         f"{counts['events']} events and {counts['marks']} marks "
         f"in {len(chains)} writer chains"
     ]
+    if sealed or unsealed:
+        summary.append(f"{sealed} recording chunks sealed in the chain")
+    for session, count in sorted(unsealed.items()):
+        summary.append(
+            f"note: {count} recording chunks of session {session} carry no seal "
+            "(stored just before pamwire stopped, or added to the store since)"
+        )
     head = chain.read_head(store.path)
     if head:
         summary.append(f"head file checkpoint: {head}")
@@ -164,6 +177,50 @@ def _check_copies(
                 f"its chained completion ({where}): edited"
             )
     return problems
+
+
+def _check_recordings(
+    store: AuditStore, seals: list[chain.Mark]
+) -> tuple[int, dict[str, int], list[str]]:
+    """Recompute every `recording` mark's seal from the stored chunks.
+
+    Returns how many chunks the seals cover, the chunks per session no seal covers,
+    and the problems: a chunk edited, deleted, or stored twice under one seq.
+    """
+    problems: list[str] = []
+    covered: set[tuple[str, int]] = set()
+    by_session: dict[str, list[tuple[chain.Mark, Seal]]] = {}
+    for mark in seals:
+        try:
+            seal = Seal.from_detail(mark.detail or "")
+        except ValueError:
+            problems.append(f"writer {mark.writer} seq {mark.seq}: unreadable seal")
+            continue
+        by_session.setdefault(seal.session, []).append((mark, seal))
+    for session, marked in sorted(by_session.items()):
+        rows: dict[int, list[tuple[object, ...]]] = {}
+        for row in store.recording_rows(session):
+            rows.setdefault(int(row[1]), []).append(row)  # type: ignore[call-overload]
+        for mark, seal in marked:
+            where = (
+                f"recording of session {session} "
+                f"(seal at writer {mark.writer} seq {mark.seq})"
+            )
+            missing = [n for n in seal.seqs if n not in rows]
+            doubled = [n for n in seal.seqs if len(rows.get(n, ())) > 1]
+            if missing:
+                problems.append(f"{where}: chunks {format_seqs(missing)} deleted")
+            elif doubled:
+                problems.append(f"{where}: chunks {format_seqs(doubled)} stored twice")
+            elif digest_rows(rows[n][0] for n in seal.seqs) != seal.digest:
+                problems.append(f"{where}: chunks {format_seqs(seal.seqs)} edited")
+            covered.update((session, n) for n in seal.seqs)
+    unsealed: dict[str, int] = {}
+    for stored_session, seq in store.recording_seqs():
+        name = str(stored_session)
+        if (name, int(seq)) not in covered:  # type: ignore[call-overload]
+            unsealed[name] = unsealed.get(name, 0) + 1
+    return len(covered), unsealed, problems
 
 
 def verify_command(store_path: pathlib.Path, *, quiet: bool = False) -> tuple[int, str]:

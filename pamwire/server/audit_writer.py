@@ -42,6 +42,7 @@ from pamwire.audit.chain import Chain, ChainedEvent, Mark
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.journal import Journal
 from pamwire.audit.recording import RecordingChunk
+from pamwire.audit.recording_store import Seal
 from pamwire.audit.store import AuditStore, AuditWriteError
 from pamwire.server.store_copier import StoreCopier
 
@@ -229,7 +230,8 @@ class AuditWriter:
         """Queue session recording chunks for the store (replay); never blocks.
 
         Recordings do not go through the journal: a crash loses the chunks still
-        queued, and a store failure is logged, not passed to the statement.
+        queued, and a store failure is logged, not passed to the statement. Once
+        stored, they are sealed into the chain by `recording` marks.
         """
         if chunks and not self._finished.is_set():
             self._recordings.extend(chunks)
@@ -483,12 +485,39 @@ class AuditWriter:
         chunks, self._recordings = self._recordings, []
         try:
             if self._copier is not None:
-                await self._copier.copy_recordings(copier.recordings_body(chunks))
+                body = copier.recordings_body(chunks)
+                seals = await self._copier.copy_recordings(body)
             else:
-                await trio.to_thread.run_sync(self._store.append_recording, chunks)
+                seals = await trio.to_thread.run_sync(
+                    self._store.append_recording, chunks
+                )
         except Exception:
             # Replay loses these results; the statements themselves are in the trail.
             log.exception("session recording of %d results not stored", len(chunks))
+        else:
+            self._seal(seals)
+
+    def _seal(self, seals: Sequence[Seal]) -> None:
+        """Chain a `recording` mark per seal; they go with the next batch."""
+        if not seals:
+            return
+        now = self._clock()
+        lines = []
+        for seal in seals:
+            line, mark = self.chain.add_mark(
+                "recording", now, detail=seal.detail(), rows=len(seal.seqs)
+            )
+            lines.append(line)
+            self._marks.append(mark)
+        data = b"".join(lines)
+        self._counted(len(seals))
+        self._mark_lines += data
+        if self._journal is not None:
+            try:
+                self._journal.append(data)
+            except AuditWriteError as exc:
+                # Still chained: if the store takes them, the chain stays whole.
+                log.error("recording seals not journaled: %s", exc)
 
     def _chain_batch(
         self, batch: _Batch, completions: list[Completion], ready: list[Mark]

@@ -18,6 +18,7 @@ import sys
 import trio
 
 from pamwire.audit import copier
+from pamwire.audit.recording_store import Seal
 from pamwire.audit.store import AuditWriteError
 
 log = logging.getLogger("pamwire.audit")
@@ -51,9 +52,14 @@ class StoreCopier:
         """Commit journal lines in the store; AuditWriteError if they are not."""
         await self._send(copier.RECORDS, lines)
 
-    async def copy_recordings(self, body: bytes) -> None:
-        """Commit recording rows (copier.recording_rows); AuditWriteError if not."""
-        await self._send(copier.RECORDINGS, body)
+    async def copy_recordings(self, body: bytes) -> list[Seal]:
+        """Commit recording chunks (copier.recordings_body) and return their seals;
+        AuditWriteError if they are not committed."""
+        answer = await self._send(copier.RECORDINGS, body)
+        try:
+            return copier.decode_seals(answer)
+        except (ValueError, TypeError) as exc:
+            raise AuditWriteError(f"audit store copier gave bad seals: {exc}") from None
 
     async def _running(self) -> trio.Process:
         if self._process is None:
@@ -64,7 +70,8 @@ class StoreCopier:
             log.debug("audit store copier started, pid %d", self._process.pid)
         return self._process
 
-    async def _send(self, kind: bytes, body: bytes) -> None:
+    async def _send(self, kind: bytes, body: bytes) -> bytes:
+        """Send one frame; the child's answer after its `+`."""
         async with self._lock:
             process = await self._running()
             assert process.stdin is not None
@@ -80,8 +87,9 @@ class StoreCopier:
             finally:
                 if not done:
                     self._discard(process)
-        if answer.startswith(b"-"):
+        if not answer.startswith(b"+"):
             raise AuditWriteError(answer[1:].decode("utf-8", "replace"))
+        return answer[1:]
 
     async def _answer(self, process: trio.Process) -> bytes:
         assert process.stdout is not None

@@ -10,6 +10,7 @@ import pytest
 from pamwire.audit import copier
 from pamwire.audit.chain import Chain
 from pamwire.audit.recording import RecordingChunk
+from pamwire.audit.recording_store import digest_rows
 from pamwire.audit.search import SearchQuery
 from pamwire.audit.store import AuditStore
 from tests.audit import make_event
@@ -98,7 +99,10 @@ def test_copier_stores_recordings(store: AuditStore) -> None:
     )
     body = copier.recordings_body([chunk])
     code, answers = _run(store, copier.encode_frame(copier.RECORDINGS, body))
-    assert (code, answers) == (0, [b"+"])
+    assert code == 0 and answers[0].startswith(b"+")
+    (seal,) = copier.decode_seals(answers[0][1:])
+    assert (seal.session, seal.seqs) == ("s1", (1,))
+    assert seal.digest == digest_rows(store.recording_rows("s1"))
     assert store.recording("s1") == [chunk]
 
 

@@ -81,3 +81,40 @@ def test_params_binary_values_by_declared_type(
 ) -> None:
     got = params.pg_params("values", [value], (1,), secret=False, types=(oid,))
     assert got == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("kind", "flags", "value", "expected"),
+    [
+        (1, 0, b"\xff", "-1"),
+        (1, 0x80, b"\xff", "255"),
+        (3, 0, (42).to_bytes(4, "little"), "42"),
+        (8, 0x80, (2**64 - 1).to_bytes(8, "little"), str(2**64 - 1)),
+        (5, 0, b"\x00\x00\x00\x00\x00\x00\x04@", "2.5"),
+        (253, 0, b"\x05hello", "hello"),
+        (253, 0, b"\xfc\x03\x00abc", "abc"),
+        (12, 0, b"\x07\xea\x07\x0c\x04\x0a\x1e\x05", "2026-12-04 10:30:05"),
+        (10, 0, b"\x04\xea\x07\x0c\x04", "2026-12-04"),
+        (11, 0, b"\x08\x01\x01\x00\x00\x00\x02\x03\x04", "-26:03:04"),
+        (253, 0, b"\x09short", "\\x0973686f7274"),  # a length that lies
+    ],
+)
+def test_params_mysql_values_by_bound_type(
+    kind: int, flags: int, value: bytes, expected: str
+) -> None:
+    got = params.mysql_params("values", [value], [(kind, flags)], secret=False)
+    assert got == (expected,)
+
+
+def test_params_mysql_long_data_secret_and_modes() -> None:
+    values = [b"\x01", b"", None]
+    types = [(1, 0), (252, 0), (1, 0)]
+    assert params.mysql_params(
+        "values", values, types, secret=False, long_data=(1,)
+    ) == ("1", "(long data)", None)
+    assert params.mysql_params("values", values, types, secret=True) == (
+        "?",
+        "?",
+        None,
+    )
+    assert params.mysql_params("none", values, types, secret=False) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import sqlite3
 import threading
+from typing import Any
 
 import pytest
 import trio
@@ -15,6 +16,7 @@ from pamwire.audit.search import SearchQuery
 from pamwire.audit.store import AuditStore
 from pamwire.audit.verify import run_verify, verify_command
 from pamwire.server.audit_writer import AuditWriter
+from pamwire.server.store_copier import StoreCopier
 from tests.audit import make_event
 
 
@@ -311,3 +313,122 @@ def test_write_head_from_many_threads_at_once_leaves_one_whole_head(
     head = chain.read_head(store_path)
     assert head is not None and chain.parse_link(head)[2] == "ab" * 32
     assert [p.name for p in tmp_path.iterdir()] == ["audit.db.head"]
+
+
+def _chunk(session: str, seq: int, rows: tuple[tuple[str | None, ...], ...]) -> Any:
+    from pamwire.audit.recording import RecordingChunk
+
+    return RecordingChunk(
+        session=session,
+        seq=seq,
+        event_id=f"{session}-{seq}",
+        statement=f"SELECT {seq}",
+        started=1.25 * seq,
+        finished=1.5 * seq,
+        status="ok",
+        columns=("v",),
+        column_types=(25,),
+        rows=rows,
+        row_count=len(rows),
+        tag=f"SELECT {len(rows)}",
+    )
+
+
+@pytest.mark.parametrize("with_copier", [False, True], ids=["thread", "copier"])
+async def test_verify_recordings_are_sealed_in_the_chain(
+    path: pathlib.Path, with_copier: bool
+) -> None:
+    store = AuditStore(path)
+    event_journal = journal.Journal(path, fsync_interval=None)
+    copier = StoreCopier(path) if with_copier else None
+    writer = AuditWriter(
+        store, journal=event_journal, copier=copier, completion_delay=0.001
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        for seq in (1, 2, 3):
+            await writer.write(make_event(session="sa"))
+            writer.record([_chunk("sa", seq, (("secret-row",),))])
+            writer.record([_chunk("sb", seq, (("other",),))])
+            await trio.sleep(0.1)
+        await writer.aclose()
+    if copier is not None:
+        await copier.aclose()
+    event_journal.close(discard=not writer.store_behind)
+    store.close()
+    ok, lines = run_verify(path)
+    assert ok, lines
+    assert "6 recording chunks sealed in the chain" in lines
+    assert not [line for line in lines if line.startswith("note")]
+
+
+async def _sealed_store(path: pathlib.Path) -> None:
+    store = AuditStore(path)
+    event_journal = journal.Journal(path, fsync_interval=None)
+    writer = AuditWriter(store, journal=event_journal)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.write(make_event(session="sa"))
+        writer.record([_chunk("sa", n, (("row",),)) for n in (1, 2, 3)])
+        await trio.sleep(0.1)
+        await writer.aclose()
+    event_journal.close(discard=True)
+    store.close()
+
+
+async def test_verify_names_an_edited_recording(path: pathlib.Path) -> None:
+    await _sealed_store(path)
+    with _db(path) as db:
+        db.execute(
+            "UPDATE recordings SET data = replace(data, 'row', 'forged') WHERE seq = 2"
+        )
+    (problem,) = _problems(path)
+    assert "recording of session sa" in problem and "chunks 1-3 edited" in problem
+
+
+async def test_verify_names_a_deleted_recording_chunk(path: pathlib.Path) -> None:
+    await _sealed_store(path)
+    with _db(path) as db:
+        db.execute("DELETE FROM recordings WHERE seq = 3")
+    (problem,) = _problems(path)
+    assert "chunks 3 deleted" in problem
+
+
+async def test_verify_notes_a_recording_chunk_added_later(path: pathlib.Path) -> None:
+    await _sealed_store(path)
+    with _db(path) as db:
+        db.execute(
+            "INSERT INTO recordings (session, seq, event_id, started, finished, "
+            "status, row_count, data) SELECT session, 4, event_id, started, "
+            "finished, status, row_count, data FROM recordings WHERE seq = 1"
+        )
+    ok, lines = run_verify(path)
+    assert ok
+    assert any(
+        line.startswith("note: 1 recording chunks of session sa carry no seal")
+        for line in lines
+    )
+
+
+async def test_verify_names_a_duplicated_recording_chunk(path: pathlib.Path) -> None:
+    await _sealed_store(path)
+    with _db(path) as db:
+        db.execute(
+            "INSERT INTO recordings (session, seq, event_id, started, finished, "
+            "status, row_count, data) SELECT session, seq, event_id, started, "
+            "finished, status, row_count, data FROM recordings WHERE seq = 2"
+        )
+    (problem,) = _problems(path)
+    assert "chunks 2 stored twice" in problem
+
+
+def test_recording_seqs_format_and_parse_round_trip() -> None:
+    from pamwire.audit.recording_store import Seal, format_seqs, parse_seqs
+
+    assert format_seqs((7, 1, 2, 3, 9, 10)) == "1-3,7,9-10"
+    assert parse_seqs("1-3,7,9-10") == (1, 2, 3, 7, 9, 10)
+    seal = Seal("s", (1, 2, 5), "ab" * 32)
+    assert Seal.from_detail(seal.detail()) == seal
+    for bad in ("x", "3-1", "1-99999999999"):
+        with pytest.raises(ValueError):
+            parse_seqs(bad)

@@ -106,6 +106,15 @@ credential.user = "app"
 credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
 deprecate_eof = "off"
 
+[target.app_values]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {db_port}
+database = "app"
+credential.user = "app"
+credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
+audit_params = "values"
+
 [target.app_ed25519]
 protocol = "mysql"
 host = "127.0.0.1"

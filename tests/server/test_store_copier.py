@@ -97,8 +97,10 @@ async def test_writer_with_copier_keeps_the_journal_when_the_child_fails(
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         await writer.write(make_event())
-        await trio.sleep(0.3)
-        assert _count(path) == 1 and writer.all_in_store
+        with trio.fail_after(20):
+            while _count(path) != 1:
+                await trio.sleep(0.05)
+        assert writer.all_in_store
         assert copier.pid is not None
         os.kill(copier.pid, signal.SIGKILL)
         await trio.sleep(0.1)

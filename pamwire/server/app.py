@@ -6,18 +6,22 @@ logged and ends that session only.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
+import hashlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
 from pamwire.audit import journal
-from pamwire.audit.store import AuditStore
+from pamwire.audit.events import AuditEvent, new_event_id
+from pamwire.audit.store import AuditStore, AuditWriteError
 from pamwire.config import Config, Listener
 from pamwire.errors import PamwireError
 from pamwire.grants.credentials import GrantCredentials
@@ -52,9 +56,13 @@ def rule_path(entry: str, config: Config | None) -> Path:
 async def serve(
     config: Config,
     *,
+    reload: trio.MemoryReceiveChannel[None] | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; reports the bound (host, port) of each listener."""
+    """Serve until cancelled; reports the bound (host, port) of each listener.
+
+    Each item received on reload loads the rule files again (see reload_rules).
+    """
     # Certificates, keys and CA files are read now: a bad one stops the start.
     listener_tls = [server_tls(config, i) for i in range(len(config.listeners))]
     target_tls = upstream_tls_by_target(config)
@@ -100,6 +108,8 @@ async def serve(
                         nursery.start_soon(
                             grants.expiry_loop, ctx.end_sessions_without_grant
                         )
+                    if reload is not None:
+                        nursery.start_soon(_reload_loop, ctx, reload)
                     bound = await _start_listeners(nursery, ctx, config, listener_tls)
                     task_status.started(bound)
             finally:
@@ -113,6 +123,60 @@ async def serve(
         if grants is not None:
             grants.close()
         os.close(lock)
+
+
+async def _reload_loop(
+    ctx: ServerContext, requests: trio.MemoryReceiveChannel[None]
+) -> None:
+    async for _ in requests:
+        await reload_rules(ctx)
+
+
+async def reload_rules(ctx: ServerContext) -> bool:
+    """Load the configured rule files again and use them from the next statement on.
+
+    Prepared statements are decided again at their next execution. A file that
+    does not load leaves the rules as they were. Either way the outcome is logged
+    and written to the audit trail as a `rules_reload` event; True if loaded.
+    """
+    files = [rule_path(entry, ctx.config) for entry in ctx.config.rules.files]
+    try:
+        rules = await trio.to_thread.run_sync(load_rules, files)
+    except PamwireError as exc:
+        log.error("rules not reloaded, the previous rules stay: %s", exc)
+        _write_reload_event(ctx, "failed", f"previous rules stay: {exc}")
+        return False
+    ctx.rules = rules
+    digests = " ".join(f"{path.name}:{_file_digest(path)}" for path in files)
+    log.info("rules reloaded: %d rules from %d files", len(rules.rules), len(files))
+    _write_reload_event(ctx, "loaded", f"{len(rules.rules)} rules; {digests}")
+    return True
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "unreadable"
+
+
+def _write_reload_event(ctx: ServerContext, outcome: str, detail: str) -> None:
+    event = AuditEvent(
+        event_id=new_event_id(),
+        time=time.time(),
+        kind="rules_reload",
+        session="pamwire",
+        user=None,
+        target=None,
+        client_addr=None,
+        application="pamwire",
+        operation=outcome,
+        detail=detail,
+    )
+    try:
+        ctx.audit.write_nowait(event)
+    except AuditWriteError as exc:
+        log.error("rules_reload event not written: %s", exc)
 
 
 def lock_store(store_path: Path) -> int:
@@ -191,15 +255,24 @@ def _grant_service(config: Config) -> GrantService | None:
 async def serve_until_signal(
     config: Config, on_ready: Callable[[list[tuple[str, int]]], None] | None = None
 ) -> None:
-    """Serve until SIGINT, SIGTERM or SIGHUP, then stop cleanly, writing queued
-    events. on_ready is called with the bound addresses once clients can connect."""
-    stop = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    with trio.open_signal_receiver(*stop) as signals:
+    """Serve until SIGINT or SIGTERM, then stop cleanly, writing queued events;
+    SIGHUP reloads the rule files. on_ready is called with the bound addresses
+    once clients can connect."""
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    send_reload, receive_reload = trio.open_memory_channel[None](1)
+    with trio.open_signal_receiver(*signums) as signals:
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(serve, config)
+            bound = await nursery.start(
+                functools.partial(serve, config, reload=receive_reload)
+            )
             if on_ready is not None:
                 on_ready(bound)
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("received SIGHUP; reloading the rules")
+                    with contextlib.suppress(trio.WouldBlock):
+                        send_reload.send_nowait(None)  # one pending is enough
+                    continue
                 log.info("received %s; stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break

@@ -100,6 +100,8 @@ class _Prepared:
     num_params: int = 0
     types: tuple[tuple[int, int], ...] = ()
     long_data: set[int] = attrs.Factory(set)
+    # The rule set that decided it: after a reload (SIGHUP) it is decided again.
+    rules: object = None
 
 
 @attrs.define
@@ -116,7 +118,9 @@ class _Checked:
     local_infile: bool = False
     refresh_sql_mode: bool = False
     # SQL PREPARE and DEALLOCATE of the text, in order: (kind, name, decision).
-    prepares: list[tuple[str, str, Decision]] = attrs.field(factory=list)
+    prepares: list[tuple[str, str, Decision, StatementFacts]] = attrs.field(
+        factory=list
+    )
 
 
 class MySqlSession:
@@ -171,7 +175,8 @@ class MySqlSession:
         self.statements: dict[int, _Prepared] = {}
         # Statements made by SQL PREPARE, by lowercased name (the server's names
         # are case-insensitive), with the decision on the text they hold.
-        self.sql_statements: dict[str, Decision] = {}
+        # SQL PREPARE names: the decision, the PREPARE's facts and the rules used.
+        self.sql_statements: dict[str, tuple[Decision, StatementFacts, object]] = {}
         self.end_reason: str | None = None
         self.busy = False
         self.quit = False
@@ -535,9 +540,9 @@ class MySqlSession:
         if checked.kill is not None:
             await mysql_kill.kill(self, checked, *checked.kill)
             return
-        for kind, name, decision in checked.prepares:
+        for kind, name, decision, facts in checked.prepares:
             if kind == "prepare":
-                self.sql_statements[name] = decision
+                self.sql_statements[name] = (decision, facts, self.ctx.rules)
             else:
                 self.sql_statements.pop(name, None)
         calls = any(f.kind == "call" for f in checked.facts)
@@ -609,18 +614,23 @@ class MySqlSession:
             checked.local_infile = True
         elif kind == "execute":
             name = (facts.prepare_name or "").lower()
-            prepared = self.sql_statements.get(name)
-            if prepared is None:
+            known = self.sql_statements.get(name)
+            if known is None:
                 return Decision(
                     "deny",
                     "unknown-prepared-statement",
                     f"EXECUTE of '{facts.prepare_name}', "
                     "which pamwire did not see prepared",
                 )
+            prepared, prepare_facts, rules = known
+            if rules is not self.ctx.rules:
+                # Rules were reloaded since the PREPARE: decide it again.
+                prepared = self.ctx.rules.decide(prepare_facts, self._rule_context())
+                self.sql_statements[name] = (prepared, prepare_facts, self.ctx.rules)
             if prepared.verdict == "deny":
                 return prepared
         elif kind in ("prepare", "deallocate") and facts.prepare_name:
-            checked.prepares.append((kind, facts.prepare_name.lower(), decision))
+            checked.prepares.append((kind, facts.prepare_name.lower(), decision, facts))
         if "sql_mode" in facts.settings or ANY_SETTING in facts.settings:
             checked.refresh_sql_mode = True
         if facts.unsafe_client_encoding or (
@@ -711,7 +721,11 @@ class MySqlSession:
             facts = checked.facts[0] if len(checked.facts) == 1 else None
             decision = strongest(checked.decisions)
             self.statements[prepared.statement_id] = _Prepared(
-                message.query, facts, decision, prepared.num_params
+                message.query,
+                facts,
+                decision,
+                prepared.num_params,
+                rules=self.ctx.rules,
             )
 
     async def _on_execute(self, block: bytes, packet: Packet) -> None:
@@ -722,6 +736,15 @@ class MySqlSession:
                 replies.unknown_statement(statement_id, "EXECUTE", self.seq, self.caps)
             )
             return
+        if prepared.rules is not self.ctx.rules or prepared.decision.verdict == "deny":
+            # Rules were reloaded since the prepare: decide the statement again.
+            checked = self._check_sql(prepared.text, "execute")
+            prepared.rules = self.ctx.rules
+            if checked.denied is not None:
+                prepared.decision = checked.denied[0]
+                await self._deny(checked)
+                return
+            prepared.decision = strongest(checked.decisions)
         event = self._statement_event(
             prepared.text,
             prepared.facts,

@@ -114,6 +114,8 @@ class _Prepared:
     search_path: tuple[str, ...] = ()
     # The parameter types Parse declared (0: left to the server).
     param_types: tuple[int, ...] = ()
+    # The rule set that decided it: after a reload (SIGHUP) it is decided again.
+    rules: object = None
 
 
 class PgSession:
@@ -714,7 +716,12 @@ class PgSession:
             self.statements.pop(message.name, None)
             return self._poison_parse(message, decision, facts.kind if facts else None)
         self.statements[message.name] = _Prepared(
-            message.query, facts, decision, self.search_path, message.param_types
+            message.query,
+            facts,
+            decision,
+            self.search_path,
+            message.param_types,
+            self.ctx.rules,
         )
         return None
 
@@ -747,6 +754,7 @@ class PgSession:
             event = attrs.evolve(event, message="unknown portal")
         else:
             prepared = self._current(prepared)
+            self.statements[name or ""] = prepared
             event = self._statement_event(
                 prepared.text, prepared.facts, prepared.decision, "execute", params
             )
@@ -766,18 +774,23 @@ class PgSession:
         return None
 
     def _current(self, prepared: _Prepared) -> _Prepared:
-        """The prepared statement decided again if search_path grew since."""
-        if prepared.search_path == self.search_path:
+        """The prepared statement decided again if search_path grew since, or the
+        rules were reloaded since it was decided."""
+        rules = self.ctx.rules
+        if prepared.search_path == self.search_path and prepared.rules is rules:
             return prepared
         analysis = self._analyze(prepared.text)
         ctx = self._rule_context()
+        types = prepared.param_types
         if analysis.error is not None:
-            decision = self.ctx.rules.decide_unparsable(analysis.error, ctx)
-            return _Prepared(prepared.text, None, decision, self.search_path)
+            decision = rules.decide_unparsable(analysis.error, ctx)
+            return _Prepared(
+                prepared.text, None, decision, self.search_path, types, rules
+            )
         decisions = [self._decide(f, ctx) for f in analysis.statements]
         decision = next((d for d in decisions if d.verdict == "deny"), decisions[0])
         facts = analysis.statements[0] if len(analysis.statements) == 1 else None
-        return _Prepared(prepared.text, facts, decision, self.search_path)
+        return _Prepared(prepared.text, facts, decision, self.search_path, types, rules)
 
     def _on_close(self, block: bytes, frame: Frame) -> None:
         message = self._decode(block, frame)
@@ -836,6 +849,7 @@ class PgSession:
                     "which pamwire did not see prepared",
                 )
             current = self._current(prepared)
+            self.statements[facts.prepare_name] = current
             if current.decision.verdict == "deny":
                 return current.decision
         return self.ctx.rules.decide(facts, ctx)
@@ -847,7 +861,7 @@ class PgSession:
             inner = facts.inner
             text = inner.text if inner is not None and inner.text else facts.text
             self.statements[name] = _Prepared(
-                text, inner or facts, decision, self.search_path
+                text, inner or facts, decision, self.search_path, (), self.ctx.rules
             )
         elif facts.kind == "deallocate" and name == "*":
             self._forget_named_statements()

@@ -1,6 +1,11 @@
-"""KILL through pamwire: a pamwire connection id is mapped to its session's
-upstream connection, which is killed over a side connection of that session's
-own account, so a KILL reaches that connection and no other.
+"""KILL through pamwire: a connection id is mapped to a session's upstream
+connection, which is killed over a side connection of that session's own account,
+so a KILL reaches that connection and no other.
+
+The id may be pamwire's (the handshake's, what clients call thread_id()) or the
+server's own (what CONNECTION_ID() and the process list show), so that both of the
+ways people find an id work; either must belong to a live session of the same
+person, and a server id only on the server of the killer's own target.
 """
 
 from __future__ import annotations
@@ -24,12 +29,11 @@ log = logging.getLogger("pamwire.mysql.session")
 async def kill(
     s: MySqlSession, checked: _Checked, connection_id: int, query: bool
 ) -> None:
-    """KILL [QUERY] n where n is a pamwire connection id of the same person."""
+    """KILL [QUERY] n where n is a connection id of the same person's session."""
     started = time.monotonic()
-    victim = LIVE.get(connection_id)
+    victim = find_victim(s, connection_id)
     if (
         victim is None
-        or victim.user != s.user
         or victim.upstream is None
         or victim.login is None
         or victim.target is None
@@ -80,6 +84,27 @@ async def kill(
         )
         raise SessionEnd
     await s._reply(replies.ok(s.caps, s.seq, status_flags=s.status))
+
+
+def find_victim(s: MySqlSession, connection_id: int) -> MySqlSession | None:
+    """The live session of s's person that connection_id names, if any: pamwire's
+    id first, then the server's id on the same server as s's target."""
+    victim = LIVE.get(connection_id)
+    if victim is not None and victim.user == s.user:
+        return victim
+    if s.target is None:
+        return None
+    server = (s.target.host, s.target.port)
+    for other in LIVE.values():
+        if (
+            other.user == s.user
+            and other.upstream is not None
+            and other.upstream.connection_id == connection_id
+            and other.target is not None
+            and (other.target.host, other.target.port) == server
+        ):
+            return other
+    return None
 
 
 def _complete_kill(

@@ -472,6 +472,68 @@ def test_mysql_kill_connection(mysql_open_proxy: MysqlProxy) -> None:
         killer.close()
 
 
+def test_mysql_kill_query_by_the_server_id_connection_id_shows(
+    mysql_open_proxy: MysqlProxy,
+) -> None:
+    victim = _connect(mysql_open_proxy)
+    killer = _connect(mysql_open_proxy)
+    outcome: dict[str, object] = {}
+
+    def sleep() -> None:
+        started = time.monotonic()
+        try:
+            with victim.cursor() as cur:
+                cur.execute("SELECT SLEEP(8)")
+                outcome["result"] = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            outcome["result"] = exc.args[0]
+        outcome["time"] = time.monotonic() - started
+
+    try:
+        with victim.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            (server_id,) = cur.fetchone()
+        assert server_id != victim.thread_id()  # the server's id, not pamwire's
+        thread = threading.Thread(target=sleep)
+        thread.start()
+        time.sleep(0.5)
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {server_id}")
+        thread.join(15)
+        assert outcome["time"] < 5  # type: ignore[operator]
+        # Interrupted: 1317 "Query execution was interrupted" (or SLEEP's 1).
+        assert outcome["result"] in (1317, (1,))
+    finally:
+        victim.close()
+        killer.close()
+
+
+def test_mysql_kill_by_server_id_of_another_person_is_unknown(
+    mysql_open_proxy: MysqlProxy,
+) -> None:
+    added = mysql_open_proxy.pamwire(
+        "user", "add", "mallory", "--password-stdin", input="mallory-pw\n"
+    )
+    assert added.returncode in (0, 1), added.stderr  # 1: added by an earlier run
+    victim = _connect(mysql_open_proxy)
+    other = _connect(mysql_open_proxy, user="mallory", password="mallory-pw")
+    try:
+        with victim.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            (server_id,) = cur.fetchone()
+        with other.cursor() as cur:
+            for target in (server_id, victim.thread_id()):
+                with pytest.raises(pymysql.err.OperationalError) as caught:
+                    cur.execute(f"KILL {target}")
+                assert caught.value.args[0] == 1094
+        with victim.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+    finally:
+        victim.close()
+        other.close()
+
+
 # -- LOAD DATA LOCAL INFILE --
 
 

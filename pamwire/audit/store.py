@@ -427,9 +427,15 @@ class AuditStore:
         # A completion whose event is in the same group goes into the event's own
         # row: one insert instead of an insert and an update.
         done = {m.event_id: m for m in marks if m.kind == "completion" and m.event_id}
+        every = dict(done)
         if events:
             sql = _INSERT_MISSING if missing_only else _INSERT
             conn.executemany(sql, _event_rows(events, done))
+        if missing_only:
+            # An event the store already had was not inserted again, so its row did
+            # not take the completion: update every row (recovery can meet events
+            # that a later group committed while their completions were lost).
+            done = every
         if marks:
             sql = _INSERT_MARK_MISSING if missing_only else _INSERT_MARK
             conn.executemany(sql, map(_mark_row, marks))

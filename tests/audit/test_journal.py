@@ -9,7 +9,8 @@ import pytest
 import trio
 
 from pamwire.audit import journal
-from pamwire.audit.chain import ChainedEvent, Mark
+from pamwire.audit.chain import Chain, ChainedEvent, Mark
+from pamwire.audit.events import Completion
 from pamwire.audit.search import SearchQuery
 from pamwire.audit.store import AuditStore, AuditWriteError
 from pamwire.server.audit_writer import AuditWriter
@@ -123,4 +124,24 @@ def test_journal_refuses_a_corrupt_middle_line(path: pathlib.Path) -> None:
     store = AuditStore(path)
     with pytest.raises(Exception, match="bad audit journal line"):
         journal.recover(path, store)
+    store.close()
+
+
+def test_recovery_completes_an_event_the_store_already_had(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The event's group reached the store, the group with its completion did not;
+    # the journal holds both, and recovery must still fill the event's row.
+    path = tmp_path / "audit.db"
+    store = AuditStore(path)
+    chain = Chain("w1")
+    event = make_event()
+    _, chained = chain.add_events([event])
+    store.append_records(chained, [])
+    _, marks = chain.add_completions(
+        [Completion(event.event_id, 2.5, "ok", None, 3)], 1.0
+    )
+    assert store.append_missing(chained, marks) >= 1
+    (record,) = store.search(SearchQuery())
+    assert (record.duration_ms, record.outcome, record.rows) == (2.5, "ok", 3)
     store.close()

@@ -502,6 +502,8 @@ class AuditWriter:
         if not seals:
             return
         now = self._clock()
+        state = self.chain.state()
+        counted = (self._since_checkpoint, self._first_since_checkpoint)
         lines = []
         for seal in seals:
             line, mark = self.chain.add_mark(
@@ -510,14 +512,18 @@ class AuditWriter:
             lines.append(line)
             self._marks.append(mark)
         data = b"".join(lines)
-        self._counted(len(seals))
-        self._mark_lines += data
         if self._journal is not None:
             try:
                 self._journal.append(data)
             except AuditWriteError as exc:
-                # Still chained: if the store takes them, the chain stays whole.
+                # Unsealed rather than a gap in the chain: `log verify` notes them.
                 log.error("recording seals not journaled: %s", exc)
+                self.chain.rewind(state)
+                self._since_checkpoint, self._first_since_checkpoint = counted
+                del self._marks[len(self._marks) - len(seals) :]
+                return
+        self._counted(len(seals))
+        self._mark_lines += data
 
     def _chain_batch(
         self, batch: _Batch, completions: list[Completion], ready: list[Mark]
@@ -527,6 +533,9 @@ class AuditWriter:
         Returns the marks to store and the journal lines of all it chained.
         """
         now = self._clock()
+        state = self.chain.state()
+        counted = (self._since_checkpoint, self._first_since_checkpoint)
+        unchained, had = batch.events, len(batch.chained)
         parts: list[bytes] = []
         if batch.events:
             data, chained = self.chain.add_events(batch.events)
@@ -547,8 +556,15 @@ class AuditWriter:
             try:
                 self._journal.append(data)
             except AuditWriteError as exc:
-                # Still chained: if the store takes them, the chain stays whole.
+                # Not durable, so not chained either: the chain keeps no gap, and
+                # the completions and events wait for the next group.
                 log.error("audit completions and checkpoint not journaled: %s", exc)
+                self.chain.rewind(state)
+                self._since_checkpoint, self._first_since_checkpoint = counted
+                self._completions[:0] = completions
+                self._open.events[:0] = unchained
+                del batch.chained[had:]
+                return ready, b""
         return ready + marks, data
 
     def _uncommitted(

@@ -145,3 +145,55 @@ def test_recovery_completes_an_event_the_store_already_had(
     (record,) = store.search(SearchQuery())
     assert (record.duration_ms, record.outcome, record.rows) == (2.5, "ok", 3)
     store.close()
+
+
+async def test_journal_failure_leaves_no_gap_in_the_chain(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk: appends fail for a while, then work again. Whatever was not
+    # journaled must not hold a sequence number, or `log verify` sees deletions.
+    from pamwire.audit.verify import run_verify
+
+    path = tmp_path / "audit.db"
+    store = AuditStore(path)
+    event_journal = journal.Journal(path, fsync_interval=None)
+    writer = AuditWriter(store, journal=event_journal, completion_delay=0.01)
+    real_append = event_journal.append
+    failing = {"on": False}
+
+    def append(data: bytes, *, urgent: bool = False) -> int:
+        if failing["on"]:
+            raise AuditWriteError("no space left on device")
+        return real_append(data, urgent=urgent)
+
+    real_records = store.append_records
+
+    def append_records(events: list[ChainedEvent], marks: list[Mark]) -> None:
+        if failing["on"]:  # the store is on the same full disk
+            raise AuditWriteError("database or disk is full")
+        real_records(events, marks)
+
+    monkeypatch.setattr(event_journal, "append", append)
+    monkeypatch.setattr(store, "append_records", append_records)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        first = make_event()
+        await writer.write(first)
+        failing["on"] = True
+        writer.complete(Completion(first.event_id, 1.0, "ok", None, 1))
+        with pytest.raises(AuditWriteError):
+            await writer.write(make_event())
+        writer.write_nowait(make_event(kind="session_end", statement=None))
+        await trio.sleep(0.3)  # groups are taken and fail to journal
+        failing["on"] = False
+        await writer.write(make_event())
+        await trio.sleep(0.3)
+        await writer.aclose()
+    event_journal.close(discard=writer.all_in_store)
+    journal.recover(path, store)
+    store.close()
+    ok, lines = run_verify(path)
+    assert ok, lines
+    records = AuditStore(path, read_only=True).search(SearchQuery())
+    assert {r.event.kind for r in records} == {"statement", "session_end"}
+    assert [r.outcome for r in records if r.event.event_id == first.event_id] == ["ok"]

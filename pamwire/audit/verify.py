@@ -1,8 +1,11 @@
 """`pamwire log verify`: check the audit trail's hash chains, links and head file.
 
-It reads the store only (never the journal, which a running pamwire is still
-copying), recomputes every record's hash from its stored columns, and reports each
-problem with the writer, sequence number and record it concerns.
+It recomputes every record's hash from its stored columns, and reports each
+problem with the writer, sequence number and record it concerns. Records that are
+still only in journal segments beside the store (a running pamwire copies them in
+the background; a stopped one after a store failure copies them at its next start)
+are read from there, checked the same way, and counted in the summary, so a store
+that lags its journal is not mistaken for one with deleted records.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import heapq
 import pathlib
 from collections.abc import Iterator
 
-from pamwire.audit import chain
+from pamwire.audit import chain, journal
 from pamwire.audit.chain import Chains, StoredRecord
 from pamwire.audit.recording_store import Seal, digest_rows, format_seqs
 from pamwire.audit.store import AuditError, AuditStore, UnreadableRow
@@ -97,13 +100,26 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
                 mark.writer, mark.seq, chain.mark_bytes(mark), mark.hash, label
             )
 
-    records = heapq.merge(events(), marks(), key=lambda r: (r.writer, r.seq))
+    pending, pending_completions = _journal_records(store.path)
+    for mark in pending_completions:
+        completions.setdefault(str(mark.event_id), mark)
+    from_journal = [0]
+    records = _unique(
+        heapq.merge(events(), marks(), pending, key=lambda r: (r.writer, r.seq)),
+        from_journal,
+    )
     problems, chains = chain.check_chains(records)
     problems = unreadable + problems
     problems += _check_starts(chains)
     for link, where in links:
         problems += chain.check_link(chains, link, where)
     problems += _check_head(store.path, chains, counts["events"] + counts["marks"])
+    # A completion only the journal holds reaches its event's row when it is
+    # copied; until then the row's empty columns are not an edit.
+    journal_only = {id(mark) for mark in pending_completions}
+    for event_id, mark in completions.items():
+        if id(mark) in journal_only:
+            copies.pop(event_id, None)
     problems += _check_copies(copies, completions)
     sealed, unsealed, recording_problems = _check_recordings(store, seals)
     problems += recording_problems
@@ -112,6 +128,11 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
         f"{counts['events']} events and {counts['marks']} marks "
         f"in {len(chains)} writer chains"
     ]
+    if from_journal[0]:
+        summary.append(
+            f"{from_journal[0]} records read from journal segments, not yet in the "
+            "store (pamwire copies them in the background or at its next start)"
+        )
     if sealed or unsealed:
         summary.append(f"{sealed} recording chunks sealed in the chain")
     for session, count in sorted(unsealed.items()):
@@ -123,6 +144,50 @@ def verify_store(store: AuditStore) -> tuple[list[str], list[str]]:
     if head:
         summary.append(f"head file checkpoint: {head}")
     return problems, summary
+
+
+def _journal_records(
+    store_path: pathlib.Path,
+) -> tuple[list[StoredRecord], list[chain.Mark]]:
+    """Every record of the journal segments beside the store, sorted by writer and
+    seq, and their completion marks; unreadable segments are skipped (a running
+    pamwire may delete one while it is read)."""
+    records: list[StoredRecord] = []
+    completions: list[chain.Mark] = []
+    for _, path in journal.journal_segments(store_path):
+        try:
+            events, marks = journal.read_journal(path)
+        except AuditError:
+            continue
+        for item in events:
+            body = chain.event_bytes(item.event, item.writer, item.seq)
+            label = f"event {item.event.event_id} (journal)"
+            records.append(StoredRecord(item.writer, item.seq, body, item.hash, label))
+        for mark in marks:
+            label = f"{mark.kind} mark (journal)"
+            body = chain.mark_bytes(mark)
+            records.append(StoredRecord(mark.writer, mark.seq, body, mark.hash, label))
+            if mark.kind == "completion" and mark.event_id:
+                completions.append(mark)
+    records.sort(key=lambda r: (r.writer, r.seq))
+    return records, completions
+
+
+def _unique(
+    records: Iterator[StoredRecord], from_journal: list[int]
+) -> Iterator[StoredRecord]:
+    """Drop a journal record when the store has the same one (both are checked
+    against the same hash chain, so the store's copy stands for both); counts
+    the journal records kept in from_journal[0]."""
+    last: tuple[str, int] | None = None
+    for record in records:
+        key = (record.writer, record.seq)
+        journaled = record.label.endswith("(journal)")
+        if key == last and journaled:
+            continue
+        last = key
+        from_journal[0] += journaled
+        yield record
 
 
 def _placeholder(row: UnreadableRow) -> StoredRecord:

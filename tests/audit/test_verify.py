@@ -432,3 +432,34 @@ def test_recording_seqs_format_and_parse_round_trip() -> None:
     for bad in ("x", "3-1", "1-99999999999"):
         with pytest.raises(ValueError):
             parse_seqs(bad)
+
+
+async def test_verify_reads_records_still_in_the_journal(path: pathlib.Path) -> None:
+    # The store failed behind its journal (a dead copier): nothing is deleted.
+    from pamwire.audit.chain import Chain
+
+    chain_ = Chain("w1")
+    store = AuditStore(path)
+    start_line, start = chain_.add_mark("start", 1.0)
+    early = make_event()
+    early_data, early_chained = chain_.add_events([early])
+    store.append_records(early_chained, [start])
+    late_data, _ = chain_.add_events([make_event()])
+    done_data, _ = chain_.add_completions(
+        [Completion(early.event_id, 1.0, "ok", None, 1)], 2.0
+    )
+    checkpoint_line, checkpoint = chain_.add_mark("checkpoint", 3.0)
+    journal.segment_path(path, 1).write_bytes(
+        start_line + early_data + late_data + done_data + checkpoint_line
+    )
+    chain.write_head(path, "w1", checkpoint.seq, checkpoint.hash)
+    store.close()
+    ok, lines = run_verify(path)
+    assert ok, lines
+    assert any("3 records read from journal segments" in line for line in lines)
+    # Once recovered, the same trail verifies from the store alone.
+    store = AuditStore(path)
+    journal.recover(path, store)
+    store.close()
+    ok, lines = run_verify(path)
+    assert ok and not any("journal segments" in line for line in lines), lines

@@ -12,11 +12,59 @@ Three modes, set per target with `audit_params`:
 
 from __future__ import annotations
 
+import re
 import struct
 import uuid
 from collections.abc import Sequence
 
 MODES = ("redacted", "values", "none")
+
+# Words that, anywhere in a statement's text (identifiers, comments, function
+# names), make every bound value of it be kept as "?" even in "values" mode. The
+# text is compared with case, spaces, punctuation and U&"\0061" escapes removed,
+# so `"Pass Word"`, `pass-word` and `U&"p\0061ssword"` all read as "password".
+# Erring towards redaction costs only detail in the trail.
+SECRET_WORDS = (
+    "passw",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "credential",
+    "apikey",
+    "privatekey",
+    "identified",
+    "dblink",
+    "mapping",
+    "conninfo",
+    "setconfig",
+    "crypt",
+    "md5",
+    "sha1",
+    "sha2",
+    "sha256",
+    "sha512",
+    "hmac",
+    "digest",
+    "hash",
+    "salt",
+)
+_UNICODE_ESCAPE = re.compile(r"\\(?:\+([0-9a-fA-F]{6})|([0-9a-fA-F]{4}))")
+_NOT_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def names_a_secret(text: str) -> bool:
+    """True if the statement text hints at a secret (see SECRET_WORDS)."""
+    unescaped = _UNICODE_ESCAPE.sub(_unescape, text)
+    flat = _NOT_WORD.sub("", unescaped.casefold())
+    return any(word in flat for word in SECRET_WORDS)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = int(match.group(1) or match.group(2), 16)
+    return chr(code) if code < 0x110000 else ""
+
+
 REDACTED = "?"
 
 # Long enough for ids, names and timestamps; a bulk value is cut, its length noted.

@@ -105,12 +105,6 @@ def unquote(word: str) -> str | None:
 _SECRET_WORD = re.compile(r"(?<![a-z0-9$])(identified|password)\b", re.IGNORECASE)
 
 
-def may_carry_secret_mysql(text: str) -> bool:
-    """True if the text names IDENTIFIED or a password option: values bound to
-    such a statement are kept out of the trail even when values are recorded."""
-    return _SECRET_WORD.search(text) is not None
-
-
 def redact_mysql(text: str) -> str:
     """Statement text for the audit trail, cut after IDENTIFIED or PASSWORD.
 

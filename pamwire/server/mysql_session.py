@@ -35,7 +35,7 @@ import trio
 
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.mysql_recording import MySqlRecorder, Recorded, recorded_from_events
-from pamwire.audit.params import Params, mysql_params
+from pamwire.audit.params import Params, mysql_params, names_a_secret
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
@@ -50,7 +50,6 @@ from pamwire.mysql.packets import Packet, PacketReader, frame, payload
 from pamwire.mysql.results import Outcome, ReplyTracker, Step
 from pamwire.mysql.statements import (
     leading_words,
-    may_carry_secret_mysql,
     parse_kill,
     redact_mysql,
     unquote,
@@ -967,7 +966,7 @@ class MySqlSession:
             mode,
             message.values,
             prepared.types,
-            secret=may_carry_secret_mysql(prepared.text),
+            secret=mode == "values" and names_a_secret(prepared.text),
             long_data=message.long_data,
         )
 

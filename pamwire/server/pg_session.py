@@ -28,7 +28,7 @@ import attrs
 import trio
 
 from pamwire.audit.events import AuditEvent, Completion
-from pamwire.audit.params import Params, pg_params
+from pamwire.audit.params import Params, names_a_secret, pg_params
 from pamwire.audit.recording import SessionRecorder
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
@@ -78,7 +78,7 @@ from pamwire.server.tls import accept as tls_accept
 from pamwire.sql import pg as pg_sql
 from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import Analysis, StatementFacts
-from pamwire.sql.redact import may_carry_secret, redact_pg
+from pamwire.sql.redact import redact_pg
 
 log = logging.getLogger("pamwire.pg.session")
 
@@ -732,7 +732,9 @@ class PgSession:
         params: Params | None = None
         if mode != "none":
             prepared = self.statements.get(message.statement)
-            secret = prepared is None or may_carry_secret(prepared.text)
+            secret = mode == "values" and (
+                prepared is None or names_a_secret(prepared.text)
+            )
             params = pg_params(
                 mode,
                 message.params,

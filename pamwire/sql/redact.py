@@ -31,13 +31,6 @@ _CONNINFO_KEYWORD = re.compile(
 _CONNINFO_URI = re.compile(r"(://[^/?#@:]*:)([^@]*)(@)")
 
 
-def may_carry_secret(sql: str) -> bool:
-    """True if the text names a password, dblink or a user mapping: the values
-    bound to such a statement are kept out of the trail even when values are
-    recorded."""
-    return _FAST_PATH.search(sql) is not None
-
-
 def redact_pg(sql: str) -> str:
     """The statement text with password literals replaced by '<redacted>'.
 

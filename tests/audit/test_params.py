@@ -118,3 +118,33 @@ def test_params_mysql_long_data_secret_and_modes() -> None:
         None,
     )
     assert params.mysql_params("none", values, types, secret=False) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'select $1::text as U&"p\\0061ssword"',
+        'select $1 as "Pass Word"',
+        "select $1 as passwd",
+        "select md5($1) /* pass-word */",
+        "select set_config('app.secret', $1, false)",
+        "select $1 as secret_token",
+        "select dblink_connect($1)",
+        "CREATE USER u IDENTIFIED BY ?",
+        "select crypt($1, gen_salt('bf'))",
+    ],
+)
+def test_params_names_a_secret_sees_through_spelling(text: str) -> None:
+    assert params.names_a_secret(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+        "UPDATE orders SET status = $1 WHERE id = $2",
+        "SELECT c FROM sbtest1 WHERE id=?",
+    ],
+)
+def test_params_names_a_secret_leaves_ordinary_statements(text: str) -> None:
+    assert not params.names_a_secret(text)

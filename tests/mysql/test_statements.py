@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from pamwire.audit.params import names_a_secret
 from pamwire.mysql import codec, replies
 from pamwire.mysql import messages as m
 from pamwire.mysql.statements import (
     leading_words,
-    may_carry_secret_mysql,
     parse_kill,
     parse_server_version,
     redact_mysql,
@@ -86,13 +86,12 @@ def test_redact_mysql_cuts_after_secrets() -> None:
 )
 def test_redact_mysql_cuts_password_options(text: str) -> None:
     assert "hunter2" not in redact_mysql(text)
-    assert may_carry_secret_mysql(text)
+    assert names_a_secret(text)
 
 
 def test_redact_mysql_keeps_columns_that_only_start_with_password() -> None:
     text = "SELECT password_hash, passwords FROM accounts"
     assert redact_mysql(text) == text
-    assert not may_carry_secret_mysql(text)
 
 
 def test_denial_is_1142_naming_the_rule() -> None:

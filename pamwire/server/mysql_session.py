@@ -77,6 +77,10 @@ _CLIENT_BUFFER: Final = 8
 # a client learnt from CONNECTION_ID() is unlikely to name a pamwire session.
 _CONNECTION_IDS = itertools.count(1_000_001)
 
+# Seconds a session whose server connection vanished waits for the grant watch
+# (GrantService.expiry_loop checks the grants store every 0.25 s) to say why.
+_GRANT_WATCH_WAIT = 1.0
+
 _NO_BACKSLASH: Final = int(ServerStatus.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
 _ANSI_QUOTES_FLAG: Final = int(ServerStatus.SERVER_STATUS_ANSI_QUOTES)
 # sql_mode names that turn on ANSI_QUOTES (MariaDB's combination modes too).
@@ -458,6 +462,12 @@ class MySqlSession:
         log.info("conn %s: server closed the connection", self.conn_no)
         if unsent:
             await self._send_quietly(b"".join(unsent))
+        if self.grant_id is not None and self.end_reason is None:
+            # A revocation by another pamwire process kills the account's
+            # connections at once; this process's grant watch notices within a
+            # fraction of a second and end() then cancels this wait, so that the
+            # client is told the grant ended instead of losing the connection.
+            await trio.sleep(_GRANT_WATCH_WAIT)
         raise SessionEnd
 
     async def _local_infile(
@@ -1052,7 +1062,9 @@ class MySqlSession:
                     replies.error(
                         replies.ER_CONNECTION_KILLED,
                         f"pamwire: {self.end_reason}",
-                        0,
+                        # In the middle of a command the client waits for its
+                        # reply's sequence id; between commands servers use 0.
+                        self.seq if self.busy else 0,
                         self.caps,
                     )
                 )

@@ -366,3 +366,48 @@ def test_grants_crash_restart_after_expiry_cleans_up(
     for conn in (person_my, direct_my):
         with contextlib.suppress(pymysql.MySQLError):  # already gone
             conn.close()
+
+
+def test_grants_cli_revoke_mid_query_tells_the_mysql_client(
+    setup: tuple[GrantingPamwire, PostgresCluster, MariaDBServer, str],
+) -> None:
+    # The CLI kills the account's connections at once; the session must still
+    # answer its client with the grant's end, not just drop the connection.
+    proxy, _, server, prefix = setup
+    grant_id = request(proxy, "myapp")
+    approve_both(proxy, [grant_id])
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=proxy.mysql_port,
+        user=PERSON,
+        password=PERSON_PASSWORD,
+        database="myapp",
+        connect_timeout=5,
+    )
+    outcome: dict[str, Any] = {}
+
+    def long_query() -> None:
+        try:
+            with conn.cursor() as cur:
+                # A long read: MariaDB's sequence engine, joined with itself.
+                cur.execute(
+                    "SELECT COUNT(*) FROM seq_1_to_100000 a, seq_1_to_100000 b"
+                )
+                outcome["result"] = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            outcome["error"] = exc
+
+    import threading
+
+    thread = threading.Thread(target=long_query)
+    thread.start()
+    time.sleep(0.7)
+    proxy.grant("revoke", str(grant_id), "--as", APPROVER, "--reason", "test")
+    thread.join(15)
+    error = outcome.get("error")
+    assert error is not None, outcome
+    assert error.args[0] == 1927, error.args
+    assert f"grant {grant_id} has ended" in error.args[1]
+    with contextlib.suppress(Exception):
+        conn.close()
+    assert not maria_users_like(server, prefix)

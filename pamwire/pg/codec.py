@@ -491,6 +491,67 @@ def decode_backend(
     return message
 
 
+# Hot-path readers -------------------------------------------------------------
+# The relay reads these three on every statement. They accept exactly what
+# decode_backend accepts, without a Cursor or a message record; anything they do
+# not accept goes to decode_backend, which raises the same error it always does.
+
+_READY_STATUSES: Final = {ord(c): c.encode("ascii") for c in "ITE"}
+
+
+def ready_status(payload: bytes | bytearray | memoryview) -> bytes:
+    """The transaction status of a ReadyForQuery payload (b"I", b"T" or b"E").
+
+    Raises ServerProtocolError for a malformed payload.
+    """
+    if len(payload) == 1:
+        status = _READY_STATUSES.get(payload[0])
+        if status is not None:
+            return status
+    message = decode_backend(ord("Z"), payload)
+    assert isinstance(message, m.ReadyForQuery)
+    return message.status
+
+
+def command_tag(payload: bytes | bytearray | memoryview) -> str:
+    """The tag of a CommandComplete payload; ServerProtocolError if malformed."""
+    raw = bytes(payload)
+    if raw and raw.find(0) == len(raw) - 1:
+        return raw[:-1].decode("utf-8", "surrogateescape")
+    message = decode_backend(ord("C"), payload)
+    assert isinstance(message, m.CommandComplete)
+    return message.tag
+
+
+def data_row_values(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[bytes | None, ...]:
+    """The column values of a DataRow payload; ServerProtocolError if malformed."""
+    raw = bytes(payload)
+    size = len(raw)
+    if size >= 2:
+        count = _UINT16.unpack_from(raw, 0)[0]
+        values: list[bytes | None] = []
+        pos = 2
+        unpack = _INT32.unpack_from
+        while count and pos + 4 <= size:
+            length = unpack(raw, pos)[0]
+            pos += 4
+            if length == -1:
+                values.append(None)
+            elif 0 <= length <= size - pos:
+                values.append(raw[pos : pos + length])
+                pos += length
+            else:
+                break
+            count -= 1
+        if not count and pos == size:
+            return tuple(values)
+    message = decode_backend(ord("D"), payload)
+    assert isinstance(message, m.DataRow)
+    return message.values
+
+
 # Encoding ------------------------------------------------------------------------
 
 

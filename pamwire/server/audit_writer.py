@@ -505,9 +505,14 @@ class AuditWriter:
             batch.events = []
             parts.append(data)
             self._counted(len(chained))
-        data, marks = self.chain.add_completions(completions, now)
-        parts.append(data)
-        self._counted(len(marks))
+        marks: list[Mark] = []
+        if self._copier is not None:
+            # The copier takes the journal lines: no Mark objects are needed.
+            parts.append(self.chain.completion_lines(completions, now))
+        else:
+            data, marks = self.chain.add_completions(completions, now)
+            parts.append(data)
+        self._counted(len(completions))
         if self._checkpoint_due():
             line, checkpoint = self.chain.add_mark("checkpoint", now)
             parts.append(line)

@@ -959,11 +959,11 @@ class PgSession:
             if t == _B_COMPLETE:
                 outcomes += tracker.command_complete(command_tag(payload(block, frame)))
             elif t == _B_READY:
-                status = ready_status(payload(block, frame))
-                outcomes += tracker.ready_for_query(status)
+                transaction = ready_status(payload(block, frame))
+                outcomes += tracker.ready_for_query(transaction)
                 if self._settling is not None and not tracker.busy:
                     self._settling.set()
-                if status == b"I":
+                if transaction == b"I":
                     self._parse_settings_touched = False
             elif t == _B_ERROR:
                 message = decode_backend(t, payload(block, frame))

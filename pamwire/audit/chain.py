@@ -22,7 +22,7 @@ import os
 import pathlib
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -33,7 +33,33 @@ MARK_KINDS = ("start", "completion", "checkpoint")
 
 EVENT_FIELDS = tuple(field.name for field in attrs.fields(AuditEvent))
 _event_values = operator.attrgetter(*EVENT_FIELDS)
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# The C encoder that JSONEncoder.encode() makes anew on every call, made once:
+# compact separators, ASCII only, no circular check (records hold plain values).
+# The output is the same; tests/audit/test_chain.py compares the two.
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+)
+
+
+def _encode(value: object) -> str:
+    """The compact JSON of value, ASCII only: a record's canonical text."""
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 
 
 def new_writer_id() -> str:

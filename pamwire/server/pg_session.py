@@ -114,6 +114,12 @@ class _Prepared:
     search_path: tuple[str, ...] = ()
     # The parameter types Parse declared (0: left to the server).
     param_types: tuple[int, ...] = ()
+    # Whether values bound to it are kept out of the trail (may_carry_secret),
+    # found once rather than at every Bind.
+    secret: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.secret = may_carry_secret(self.text)
 
 
 class PgSession:
@@ -725,7 +731,7 @@ class PgSession:
         params: Params | None = None
         if mode != "none":
             prepared = self.statements.get(message.statement)
-            secret = prepared is None or may_carry_secret(prepared.text)
+            secret = prepared is None or prepared.secret
             params = pg_params(
                 mode,
                 message.params,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+
+import pytest
+
 from pamwire.audit import chain
 from pamwire.audit.chain import GENESIS, Chain, Mark, decode_line, mark_bytes
 from pamwire.audit.events import Completion
@@ -55,3 +60,17 @@ def test_chain_completion_lines_of_nothing_is_empty() -> None:
     own = Chain("w1")
     assert own.completion_lines([], 1.0) == b""
     assert own.state() == (0, GENESIS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["event", "w1", 1, 1796378400.123456, None, True, False, 2**70, -0.0],
+        ['caf\u00e9 \udcff \x00 "q" \\ \n', ["a", None], [], ("t",)],
+        [1e300, 1e-300, 0.1, math.inf, -math.inf, math.nan],
+        [{"k": [1, 2]}, "\U0001f600"],
+    ],
+)
+def test_chain_encode_matches_json_encoder(value: list[object]) -> None:
+    expected = json.JSONEncoder(separators=(",", ":")).encode(value)
+    assert chain._encode(value) == expected

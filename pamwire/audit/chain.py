@@ -24,7 +24,7 @@ import os
 import pathlib
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -35,7 +35,33 @@ MARK_KINDS = ("start", "completion", "checkpoint", "recording")
 
 EVENT_FIELDS = tuple(field.name for field in attrs.fields(AuditEvent))
 _event_values = operator.attrgetter(*EVENT_FIELDS)
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# The C encoder that JSONEncoder.encode() makes anew on every call, made once:
+# compact separators, ASCII only, no circular check (records hold plain values).
+# The output is the same; tests/audit/test_chain.py compares the two.
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+)
+
+
+def _encode(value: object) -> str:
+    """The compact JSON of value, ASCII only: a record's canonical text."""
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 
 
 def new_writer_id() -> str:
@@ -123,18 +149,75 @@ class Chain:
         self.seq, self.head = seq, head
         return b"".join(lines), chained
 
-    def add_mark(self, kind: str, time: float, **fields: object) -> tuple[bytes, Mark]:
+    def add_mark(
+        self,
+        kind: str,
+        time: float,
+        *,
+        event_id: str | None = None,
+        duration_ms: float | None = None,
+        outcome: str | None = None,
+        sqlstate: str | None = None,
+        rows: int | None = None,
+        detail: str | None = None,
+    ) -> tuple[bytes, Mark]:
         """Chain a mark; returns its journal line and the mark with its hash."""
-        self.seq += 1
-        mark = Mark(kind, self.writer, self.seq, time, **fields)  # type: ignore[arg-type]
-        body = mark_bytes(mark)
-        self.head = next_hash(self.head, body)
-        mark = attrs.evolve(mark, hash=self.head.hex())
-        return b"%s %s\n" % (mark.hash.encode("ascii"), body), mark
+        time = float(time)
+        line, digest = self._chain_mark(
+            kind, time, event_id, duration_ms, outcome, sqlstate, rows, detail
+        )
+        mark = Mark(
+            kind,
+            self.writer,
+            self.seq,
+            time,
+            event_id,
+            duration_ms,
+            outcome,
+            sqlstate,
+            rows,
+            detail,
+            digest,
+        )
+        return line, mark
+
+    def _chain_mark(
+        self,
+        kind: str,
+        time: float,
+        event_id: str | None,
+        duration_ms: float | None,
+        outcome: str | None,
+        sqlstate: str | None,
+        rows: int | None,
+        detail: str | None,
+    ) -> tuple[bytes, str]:
+        # The values in MARK_FIELDS order, as mark_bytes() encodes them: the hot
+        # path (a completion per statement) builds the bytes without a Mark.
+        seq = self.seq + 1
+        body = _encode(
+            [
+                kind,
+                self.writer,
+                seq,
+                time,
+                event_id,
+                duration_ms,
+                outcome,
+                sqlstate,
+                rows,
+                detail,
+            ]
+        ).encode("ascii")
+        head = hashlib.sha256(self.head + body).digest()
+        digest = head.hex()
+        self.seq, self.head = seq, head
+        return b"%s %s\n" % (digest.encode("ascii"), body), digest
 
     def add_completions(
         self, completions: Sequence[Completion], time: float
     ) -> tuple[bytes, list[Mark]]:
+        """Chain a completion mark per completion; their journal lines and marks."""
         lines: list[bytes] = []
         marks: list[Mark] = []
         for c in completions:
@@ -150,6 +233,26 @@ class Chain:
             lines.append(line)
             marks.append(mark)
         return b"".join(lines), marks
+
+    def completion_lines(self, completions: Sequence[Completion], time: float) -> bytes:
+        """Like add_completions, for a caller that needs only the journal lines."""
+        time = float(time)
+        chain_mark = self._chain_mark
+        return b"".join(
+            [
+                chain_mark(
+                    "completion",
+                    time,
+                    c.event_id,
+                    c.duration_ms,
+                    c.outcome,
+                    c.sqlstate,
+                    c.rows,
+                    None,
+                )[0]
+                for c in completions
+            ]
+        )
 
 
 def decode_line(line: bytes) -> ChainedEvent | Mark:

@@ -26,10 +26,15 @@ from typing import Any
 
 import attrs
 
-from pamwire.pg.codec import Frame, FrameReader, decode_backend, payload
+from pamwire.pg.codec import (
+    Frame,
+    FrameReader,
+    command_tag,
+    data_row_values,
+    decode_backend,
+    payload,
+)
 from pamwire.pg.messages import (
-    CommandComplete,
-    DataRow,
     ErrorResponse,
     NoticeResponse,
     RowDescription,
@@ -283,9 +288,7 @@ class SessionRecorder:
                 self._describe(head, message)
         elif t == _C:
             if head is not None:
-                message = decode_backend(t, payload(block, frame))
-                assert isinstance(message, CommandComplete)
-                self._finish(head, "ok", tag=message.tag)
+                self._finish(head, "ok", tag=command_tag(payload(block, frame)))
         elif t == _I:
             if head is not None:
                 self._finish(head, "empty")
@@ -333,9 +336,8 @@ class SessionRecorder:
             self.budget = 0
             return
         self.budget -= size
-        message = decode_backend(_D, payload(block, frame))
-        assert isinstance(message, DataRow)
-        head.rows.append(self._row_text(head, message.values))
+        values = data_row_values(payload(block, frame))
+        head.rows.append(self._row_text(head, values))
 
     def _row_text(self, head: _Pending, values: tuple[bytes | None, ...]) -> Row:
         out: list[str | None] = []

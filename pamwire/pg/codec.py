@@ -333,6 +333,66 @@ _FRONTEND: Final[dict[int, tuple[str, Callable[[Cursor], FrontendMessage]]]] = {
 }
 
 
+# Bind and Execute come with every execution of a prepared statement. These
+# readers take the payload whole, without a Cursor; for anything they do not accept
+# they return None and the Cursor reader above decides (and names the error).
+
+
+def _fast_bind(payload: bytes | bytearray | memoryview) -> m.Bind | None:
+    raw = bytes(payload)
+    size = len(raw)
+    end = raw.find(0)
+    end2 = raw.find(0, end + 1) if end >= 0 else -1
+    if end2 < 0:
+        return None
+    pos = end2 + 1
+    try:
+        count = _UINT16.unpack_from(raw, pos)[0]
+        formats = struct.unpack_from(f">{count}h", raw, pos + 2)
+        pos += 2 + 2 * count
+        count = _UINT16.unpack_from(raw, pos)[0]
+        pos += 2
+        values: list[bytes | None] = []
+        for _ in range(count):
+            length = _INT32.unpack_from(raw, pos)[0]
+            pos += 4
+            if length == -1:
+                values.append(None)
+            elif 0 <= length <= size - pos:
+                values.append(raw[pos : pos + length])
+                pos += length
+            else:
+                return None
+        count = _UINT16.unpack_from(raw, pos)[0]
+        results = struct.unpack_from(f">{count}h", raw, pos + 2)
+        pos += 2 + 2 * count
+    except struct.error:
+        return None
+    if pos != size:
+        return None
+    return m.Bind(
+        raw[:end].decode("utf-8", "surrogateescape"),
+        raw[end + 1 : end2].decode("utf-8", "surrogateescape"),
+        formats,
+        tuple(values),
+        results,
+    )
+
+
+def _fast_execute(payload: bytes | bytearray | memoryview) -> m.Execute | None:
+    raw = bytes(payload)
+    end = raw.find(0)
+    if end < 0 or len(raw) != end + 5:
+        return None
+    portal = raw[:end].decode("utf-8", "surrogateescape")
+    return m.Execute(portal, _INT32.unpack_from(raw, end + 1)[0])
+
+
+_FAST_FRONTEND: Final[
+    dict[int, Callable[[bytes | bytearray | memoryview], FrontendMessage | None]]
+] = {ord("B"): _fast_bind, ord("E"): _fast_execute}
+
+
 def decode_frontend(
     type_: int, payload: bytes | bytearray | memoryview
 ) -> FrontendMessage:
@@ -341,6 +401,11 @@ def decode_frontend(
     A 'p' message comes back as PasswordMessage with the raw payload. Raises
     ClientProtocolError for an unknown type byte or a malformed payload.
     """
+    fast = _FAST_FRONTEND.get(type_)
+    if fast is not None:
+        found = fast(payload)
+        if found is not None:
+            return found
     entry = _FRONTEND.get(type_)
     if entry is None:
         raise ClientProtocolError(f"unknown frontend message type {_type_name(type_)}")
@@ -489,6 +554,67 @@ def decode_backend(
     except ProtocolError as exc:
         raise ServerProtocolError(f"bad {name}: {exc}") from None
     return message
+
+
+# Hot-path readers -------------------------------------------------------------
+# The relay reads these three on every statement. They accept exactly what
+# decode_backend accepts, without a Cursor or a message record; anything they do
+# not accept goes to decode_backend, which raises the same error it always does.
+
+_READY_STATUSES: Final = {ord(c): c.encode("ascii") for c in "ITE"}
+
+
+def ready_status(payload: bytes | bytearray | memoryview) -> bytes:
+    """The transaction status of a ReadyForQuery payload (b"I", b"T" or b"E").
+
+    Raises ServerProtocolError for a malformed payload.
+    """
+    if len(payload) == 1:
+        status = _READY_STATUSES.get(payload[0])
+        if status is not None:
+            return status
+    message = decode_backend(ord("Z"), payload)
+    assert isinstance(message, m.ReadyForQuery)
+    return message.status
+
+
+def command_tag(payload: bytes | bytearray | memoryview) -> str:
+    """The tag of a CommandComplete payload; ServerProtocolError if malformed."""
+    raw = bytes(payload)
+    if raw and raw.find(0) == len(raw) - 1:
+        return raw[:-1].decode("utf-8", "surrogateescape")
+    message = decode_backend(ord("C"), payload)
+    assert isinstance(message, m.CommandComplete)
+    return message.tag
+
+
+def data_row_values(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[bytes | None, ...]:
+    """The column values of a DataRow payload; ServerProtocolError if malformed."""
+    raw = bytes(payload)
+    size = len(raw)
+    if size >= 2:
+        count = _UINT16.unpack_from(raw, 0)[0]
+        values: list[bytes | None] = []
+        pos = 2
+        unpack = _INT32.unpack_from
+        while count and pos + 4 <= size:
+            length = unpack(raw, pos)[0]
+            pos += 4
+            if length == -1:
+                values.append(None)
+            elif 0 <= length <= size - pos:
+                values.append(raw[pos : pos + length])
+                pos += length
+            else:
+                break
+            count -= 1
+        if not count and pos == size:
+            return tuple(values)
+    message = decode_backend(ord("D"), payload)
+    assert isinstance(message, m.DataRow)
+    return message.values
 
 
 # Encoding ------------------------------------------------------------------------

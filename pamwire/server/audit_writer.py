@@ -476,7 +476,7 @@ class AuditWriter:
             log.exception("audit batch of %d events failed", len(batch))
         finally:
             if not committed:
-                self._uncommitted(batch, state, counted, ready)
+                self._uncommitted(batch, state, counted, ready, bool(lines))
             batch.done.set()
         if committed and self._recordings:
             await self._store_recordings()
@@ -543,9 +543,14 @@ class AuditWriter:
             batch.events = []
             parts.append(data)
             self._counted(len(chained))
-        data, marks = self.chain.add_completions(completions, now)
-        parts.append(data)
-        self._counted(len(marks))
+        marks: list[Mark] = []
+        if self._copier is not None:
+            # The copier takes the journal lines: no Mark objects are needed.
+            parts.append(self.chain.completion_lines(completions, now))
+        else:
+            data, marks = self.chain.add_completions(completions, now)
+            parts.append(data)
+        self._counted(len(completions))
         if self._checkpoint_due():
             line, checkpoint = self.chain.add_mark("checkpoint", now)
             parts.append(line)
@@ -573,7 +578,10 @@ class AuditWriter:
         state: tuple[int, bytes],
         counted: tuple[int, float],
         ready: list[Mark],
+        chained: bool = False,
     ) -> None:
+        """A batch failed; chained says it chained records of its own (completions,
+        a checkpoint), which are in the journal only."""
         if batch.error is None:
             batch.error = "audit writer stopped before the event was written"
         now = self._clock()
@@ -586,7 +594,7 @@ class AuditWriter:
             # tight loop by an idle writer.
             self._since_checkpoint, self._first_since_checkpoint = counted[0], now
             self._marks = ready + self._marks
-        elif len(batch) or ready:
+        elif len(batch) or ready or chained:
             # The records are safe in the journal; keep all of it for recovery.
             self._store_behind = True
             log.error("audit store is behind its journal until the next start")

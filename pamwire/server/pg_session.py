@@ -44,24 +44,24 @@ from pamwire.pg.auth import ScramServer
 from pamwire.pg.codec import (
     Frame,
     FrameReader,
+    command_tag,
     decode_backend,
     decode_frontend,
     decode_startup,
     encode,
     payload,
+    ready_status,
 )
 from pamwire.pg.messages import (
     Bind,
     CancelRequest,
     Close,
-    CommandComplete,
     ErrorResponse,
     Execute,
     GSSENCRequest,
     ParameterStatus,
     Parse,
     Query,
-    ReadyForQuery,
     SSLRequest,
     StartupMessage,
     Terminate,
@@ -116,6 +116,9 @@ class _Prepared:
     param_types: tuple[int, ...] = ()
     # The rule set that decided it: after a reload (SIGHUP) it is decided again.
     rules: object = None
+    # Whether values bound to it are kept out of the trail even when a target
+    # keeps values (names_a_secret); found at its first Bind that needs it.
+    secret: bool | None = None
 
 
 class PgSession:
@@ -732,9 +735,14 @@ class PgSession:
         params: Params | None = None
         if mode != "none":
             prepared = self.statements.get(message.statement)
-            secret = mode == "values" and (
-                prepared is None or names_a_secret(prepared.text)
-            )
+            secret = False
+            if mode == "values":
+                if prepared is None:
+                    secret = True
+                else:
+                    if prepared.secret is None:
+                        prepared.secret = names_a_secret(prepared.text)
+                    secret = prepared.secret
             params = pg_params(
                 mode,
                 message.params,
@@ -972,25 +980,26 @@ class PgSession:
         outcomes: list[Outcome] = []
         for frame in frames:
             t = frame.type
-            if t in (_B_READY, _B_COMPLETE, _B_ERROR):
+            if t == _B_COMPLETE:
+                outcomes += tracker.command_complete(command_tag(payload(block, frame)))
+            elif t == _B_READY:
+                transaction = ready_status(payload(block, frame))
+                outcomes += tracker.ready_for_query(transaction)
+                if self._settling is not None and not tracker.busy:
+                    self._settling.set()
+                if transaction == b"I":
+                    self._parse_settings_touched = False
+            elif t == _B_ERROR:
                 message = decode_backend(t, payload(block, frame))
-                if isinstance(message, ReadyForQuery):
-                    outcomes += tracker.ready_for_query(message.status)
-                    if self._settling is not None and not tracker.busy:
-                        self._settling.set()
-                    if message.status == b"I":
-                        self._parse_settings_touched = False
-                elif isinstance(message, CommandComplete):
-                    outcomes += tracker.command_complete(message.tag)
-                elif isinstance(message, ErrorResponse):
-                    outcomes += tracker.error(message.code)
-                    denial = self._match_poison(message)
-                    if denial is not None:
-                        if pieces is None:
-                            pieces = []
-                        pieces.append(block[done : frame.start - 5])
-                        pieces.append(denial)
-                        done = frame.end
+                assert isinstance(message, ErrorResponse)
+                outcomes += tracker.error(message.code)
+                denial = self._match_poison(message)
+                if denial is not None:
+                    if pieces is None:
+                        pieces = []
+                    pieces.append(block[done : frame.start - 5])
+                    pieces.append(denial)
+                    done = frame.end
             elif t == _B_PARSE_OK:
                 tracker.simple_reply(Op.PARSE)
             elif t == _B_BIND_OK:

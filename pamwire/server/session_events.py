@@ -21,6 +21,9 @@ from pamwire.rules.engine import Decision
 from pamwire.server.credentials import SessionLogin
 from pamwire.sql.facts import StatementFacts
 
+# Texts whose redaction a session remembers (a few prepared statements' worth).
+_REDACTED_KEPT = 64
+
 
 class EventSubject(Protocol):
     """What an event says about the session it belongs to."""
@@ -40,6 +43,18 @@ class SessionEvents:
         self._protocol = protocol
         self._redact = redact
         self._numbers = itertools.count(1)
+        # Redacted texts by original: a prepared statement runs the same text
+        # again and again. Emptied when full, so it stays small.
+        self._redacted: dict[str, str] = {}
+
+    def redact(self, text: str) -> str:
+        """The text with its secrets cut (see the redactor), remembered."""
+        found = self._redacted.get(text)
+        if found is None:
+            if len(self._redacted) >= _REDACTED_KEPT:
+                self._redacted.clear()
+            found = self._redacted[text] = self._redact(text)
+        return found
 
     def event(self, session: EventSubject, kind: str, **fields: Any) -> AuditEvent:
         login = session.login
@@ -75,7 +90,7 @@ class SessionEvents:
         return self.event(
             session,
             "statement",
-            statement=self._redact(text),
+            statement=self.redact(text),
             verdict=decision.verdict,
             rule=decision.rule,
             message=decision.message,

@@ -390,9 +390,7 @@ def test_grants_cli_revoke_mid_query_tells_the_mysql_client(
         try:
             with conn.cursor() as cur:
                 # A long read: MariaDB's sequence engine, joined with itself.
-                cur.execute(
-                    "SELECT COUNT(*) FROM seq_1_to_100000 a, seq_1_to_100000 b"
-                )
+                cur.execute("SELECT COUNT(*) FROM seq_1_to_100000 a, seq_1_to_100000 b")
                 outcome["result"] = cur.fetchone()
         except pymysql.err.MySQLError as exc:
             outcome["error"] = exc

@@ -17,11 +17,14 @@ from pamwire.pg.codec import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Frame,
     FrameReader,
+    command_tag,
+    data_row_values,
     decode_backend,
     decode_frontend,
     decode_startup,
     encode,
     payload,
+    ready_status,
 )
 from pamwire.pg.cursor import Cursor
 
@@ -477,3 +480,61 @@ def test_frame_reader_large_data_row_in_64k_chunks() -> None:
     decoded = decode_backend(frames[0].type, payload(block, frames[0]))
     assert decoded == m.DataRow((value, None))
     assert reader.buffered == 0
+
+
+# -- hot-path readers: the same answers and errors as decode_backend --
+
+_ROWS = [
+    m.DataRow(()),
+    m.DataRow((b"1",)),
+    m.DataRow((None, b"", b"abc", None)),
+    m.DataRow((b"\x00\xff" * 100, b"x")),
+]
+
+
+@pytest.mark.parametrize("row", _ROWS)
+def test_data_row_values_matches_decode_backend(row: m.DataRow) -> None:
+    raw = encode(row)
+    view = memoryview(raw)[5:]
+    assert data_row_values(view) == row.values
+    assert data_row_values(bytes(view)) == row.values
+
+
+@pytest.mark.parametrize("tag", ["SELECT 1", "INSERT 0 3", "", "BEGIN", "caf\u00e9"])
+def test_command_tag_matches_decode_backend(tag: str) -> None:
+    raw = encode(m.CommandComplete(tag))
+    assert command_tag(memoryview(raw)[5:]) == tag
+
+
+@pytest.mark.parametrize("status", [b"I", b"T", b"E"])
+def test_ready_status_reads_each_status(status: bytes) -> None:
+    raw = encode(m.ReadyForQuery(status))
+    assert ready_status(memoryview(raw)[5:]) == status
+
+
+@pytest.mark.parametrize(
+    ("reader", "type_", "body"),
+    [
+        (ready_status, ord("Z"), b""),
+        (ready_status, ord("Z"), b"X"),
+        (ready_status, ord("Z"), b"II"),
+        (command_tag, ord("C"), b""),
+        (command_tag, ord("C"), b"SELECT 1"),  # no terminating nul
+        (command_tag, ord("C"), b"SELECT\x001\x00"),  # trailing bytes
+        (data_row_values, ord("D"), b""),
+        (data_row_values, ord("D"), b"\x00"),
+        (data_row_values, ord("D"), b"\x00\x01\xff\xff\xff\xfe"),  # length -2
+        (data_row_values, ord("D"), b"\x00\x02\x00\x00\x00\x00"),  # one of two
+        (data_row_values, ord("D"), b"\x00\x01\x00\x00\x00\x05abc"),  # short value
+        (data_row_values, ord("D"), b"\x00\x01\xff\xff\xff\xffx"),  # trailing byte
+        (data_row_values, ord("D"), b"\x00\x00\x00"),  # trailing byte, no values
+    ],
+)
+def test_hot_path_readers_reject_what_decode_backend_rejects(
+    reader: object, type_: int, body: bytes
+) -> None:
+    with pytest.raises(ServerProtocolError) as expected:
+        decode_backend(type_, body)
+    with pytest.raises(ServerProtocolError) as found:
+        reader(memoryview(body))  # type: ignore[operator]
+    assert str(found.value) == str(expected.value)

@@ -38,3 +38,35 @@ def test_session_events_statement_without_override_has_no_detail() -> None:
     decision = Decision("deny", "no-truncate", "TRUNCATE is not allowed")
     event = events.statement(_Subject(), "TRUNCATE t", None, decision, "query")
     assert event.detail is None
+
+
+def test_session_events_redact_runs_once_per_text() -> None:
+    seen: list[str] = []
+
+    def redact(text: str) -> str:
+        seen.append(text)
+        return text.replace("s3cret", "'<redacted>'")
+
+    events = SessionEvents("postgres", redact)
+    decision = Decision("allow", "default", "allowed")
+    for _ in range(3):
+        event = events.statement(
+            _Subject(), "ALTER ROLE a PASSWORD s3cret", None, decision, "execute"
+        )
+        assert event.statement == "ALTER ROLE a PASSWORD '<redacted>'"
+    assert seen == ["ALTER ROLE a PASSWORD s3cret"]
+
+
+def test_session_events_redact_cache_stays_bounded() -> None:
+    calls = 0
+
+    def redact(text: str) -> str:
+        nonlocal calls
+        calls += 1
+        return text.upper()
+
+    events = SessionEvents("postgres", redact)
+    texts = [f"select {n}" for n in range(1000)]
+    assert [events.redact(t) for t in texts] == [t.upper() for t in texts]
+    assert calls == 1000
+    assert len(events._redacted) <= 64

@@ -11,8 +11,10 @@ import trio
 
 from pamwire.audit import journal
 from pamwire.audit.chain import Chain
+from pamwire.audit.events import Completion
 from pamwire.audit.search import SearchQuery
 from pamwire.audit.store import AuditStore, AuditWriteError
+from pamwire.audit.verify import run_verify
 from pamwire.server.audit_writer import AuditWriter
 from pamwire.server.store_copier import StoreCopier
 from tests.audit import make_event
@@ -114,3 +116,38 @@ async def test_writer_with_copier_keeps_the_journal_when_the_child_fails(
     assert journal.recover(path, store) >= 2
     assert _count(path) == 3
     store.close()
+
+
+async def test_writer_with_copier_keeps_the_journal_for_lost_completions(
+    tmp_path: pathlib.Path,
+) -> None:
+    # A group of completions alone that the child fails to take is in the journal
+    # only: the journal must be kept for recovery, or `log verify` sees a gap.
+    path = tmp_path / "audit.db"
+    store = AuditStore(path)
+    copier = StoreCopier(path)
+    event_journal = journal.Journal(path, fsync_interval=None)
+    writer = AuditWriter(
+        store, journal=event_journal, copier=copier, completion_delay=0.05
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        event = make_event()
+        await writer.write(event)
+        with trio.fail_after(20):
+            while _count(path) != 1:
+                await trio.sleep(0.05)
+        assert copier.pid is not None
+        os.kill(copier.pid, signal.SIGKILL)
+        await trio.sleep(0.2)
+        writer.complete(Completion(event.event_id, 1.0, "ok", None, 1))
+        with trio.fail_after(20):
+            while not writer.store_behind:
+                await trio.sleep(0.05)
+        await writer.aclose()
+    await copier.aclose()
+    event_journal.close(discard=writer.all_in_store)
+    journal.recover(path, store)
+    store.close()
+    ok, lines = run_verify(path)
+    assert ok, lines

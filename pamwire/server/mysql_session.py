@@ -640,7 +640,11 @@ class MySqlSession:
                 return prepared
         elif kind in ("prepare", "deallocate") and facts.prepare_name:
             checked.prepares.append((kind, facts.prepare_name.lower(), decision, facts))
-        if "sql_mode" in facts.settings or ANY_SETTING in facts.settings:
+        if (
+            "sql_mode" in facts.settings
+            or "character_set_client" in facts.settings
+            or ANY_SETTING in facts.settings
+        ):
             checked.refresh_sql_mode = True
         if facts.unsafe_client_encoding or (
             kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text)
@@ -882,12 +886,27 @@ class MySqlSession:
                 self.sql_mode = _modes(value)
 
     async def _refresh_sql_mode(self) -> None:
-        """Ask the server for the session's sql_mode (at login and after changes)."""
+        """Ask the server for the session's sql_mode and character_set_client (at
+        login and after changes). A character set in which the server would split
+        text differently from pamwire ends the session: the statement that set it
+        should have been refused, so this is the backstop (fail closed)."""
         assert self.upstream is not None
         rows, error, status = await mysql_upstream.query_rows(
-            self.upstream, "SELECT @@SESSION.sql_mode"
+            self.upstream,
+            "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client",
         )
-        if error is None and rows and rows[0] and rows[0][0] is not None:
+        if error is None and rows and len(rows[0]) == 2 and rows[0][0] is not None:
+            charset = (rows[0][1] or b"").decode("utf-8", "replace")
+            if not mysql_sql.ascii_safe_charset(charset):
+                log.error(
+                    "conn %s: character_set_client became %r; session ended",
+                    self.conn_no,
+                    charset,
+                )
+                self.end_reason = (
+                    f"character set {charset!r} is not supported through pamwire"
+                )
+                raise SessionEnd
             self.sql_mode = _modes(rows[0][0].decode("utf-8", "replace"))
             self.status = status
         else:

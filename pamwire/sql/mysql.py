@@ -40,14 +40,21 @@ UNKNOWN_VALUE = "?"
 # engine (BLACKHOLE, MEMORY...) loses them.
 _DURABLE_ENGINES = frozenset({"innodb", "aria", "myisam", "rocksdb", "myrocks"})
 
-# Character sets in which no multi-byte character hides a quote or backslash.
-_SAFE_CHARSETS = frozenset(
-    {"utf8", "utf8mb3", "utf8mb4", "latin1", "ascii", "binary", "default"}
-)
-
-# Character sets in which a multi-byte character can end in a quote or backslash
-# byte, so the server would read text pamwire reads as UTF-8 differently.
-_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis"})
+# Character sets in which no multi-byte character hides a quote or backslash:
+# ASCII bytes always mean ASCII, so the server splits the text where pamwire does.
+# big5, cp932, gbk, gb18030 and sjis are not (a second byte may be 0x5c or 0x27),
+# nor is anything else: a collation number (`= 28` is gbk), a hex string, or a
+# name pamwire does not know is refused rather than guessed.
+_ASCII_SAFE_CHARSETS = frozenset(
+    {
+        "armscii8", "ascii", "binary", "cp1250", "cp1251", "cp1256", "cp1257",
+        "cp850", "cp852", "cp866", "dec8", "eucjpms", "euckr", "gb2312", "geostd8",
+        "greek", "hebrew", "hp8", "keybcs2", "koi8r", "koi8u", "latin1", "latin2",
+        "latin5", "latin7", "macce", "macroman", "swe7", "tis620", "ujis", "utf8",
+        "utf8mb3", "utf8mb4",
+    }
+)  # fmt: skip
+_SAFE_CHARSETS = _ASCII_SAFE_CHARSETS | {"default"}
 
 _READ_ONLY_SETTINGS = frozenset({"transaction_read_only", "tx_read_only", "read_only"})
 
@@ -628,10 +635,16 @@ def _set_item(facts: _Facts, item: list[Token]) -> None:
     )
 
 
+def ascii_safe_charset(name: str) -> bool:
+    """True for a character set whose multi-byte characters never hold an ASCII
+    byte, so that the server splits statement text where pamwire does."""
+    return name.lower() in _ASCII_SAFE_CHARSETS
+
+
 def _charset(facts: _Facts, charset: str | None) -> None:
     if charset is None or charset.upper() == "DEFAULT":
         return
-    if charset == UNKNOWN_VALUE or charset.lower() in _UNSAFE_CHARSETS:
+    if charset.lower() not in _ASCII_SAFE_CHARSETS:
         facts.unsafe_client_encoding = True
 
 

@@ -621,3 +621,29 @@ def test_mysql_client_leaving_mid_query_stops_it(mysql_open_proxy: MysqlProxy) -
     while int(server.sql(sql).strip()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert int(server.sql(sql).strip()) == 0
+
+
+# -- character sets that hide a quote or backslash --
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "SET character_set_client = 28",
+        "SET character_set_client = 0x67626b",
+        "SET @@session.character_set_client = 13",
+        "SET NAMES 95",
+    ],
+)
+def test_mysql_charset_by_number_or_hex_is_refused(
+    mysql_proxy: MysqlProxy, setting: str
+) -> None:
+    # 28 is gbk: its second byte 0x5c would hide the backslash pamwire sees, and
+    # the DELETE after the string would run unchecked.
+    script = f"{setting};\nSELECT 1 AS '\u4e2d\\'; DELETE FROM t; -- ';\n"
+    before = mysql_proxy.mariadb("-N", "-e", "SELECT COUNT(*) FROM t").stdout
+    result = mysql_proxy.mariadb(input=script, check=False)
+    assert result.returncode != 0
+    assert "unsafe-client-encoding" in result.stderr or "1142" in result.stderr
+    after = mysql_proxy.mariadb("-N", "-e", "SELECT COUNT(*) FROM t").stdout
+    assert after == before and int(after) > 0

@@ -1030,6 +1030,10 @@ def _create(facts: _Facts) -> None:
     at = _object(facts)
     kind = facts.object_type
     tokens = facts.tokens
+    if kind in ("table", "database") and "REPLACE" in _words(tokens[1:at]):
+        # MariaDB's CREATE OR REPLACE TABLE/DATABASE drops the existing one, with
+        # its rows, first: its most consequential effect is a DROP.
+        facts.kind = "drop"
     if kind in _CODE_OBJECTS:
         # TODO(bodies): the body's tables and calls are not walked; creating
         # server-side code is denied by the baseline pack whatever it holds.

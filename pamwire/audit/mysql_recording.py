@@ -38,6 +38,7 @@ from pamwire.audit.recording import (
     DEFAULT_MAX_BYTES_PER_SESSION,
     DEFAULT_MAX_ROWS_PER_STATEMENT,
     DEFAULT_SECRET_COLUMN_WORDS,
+    HIDDEN_COLUMN,
     REDACTED,
     RecordingChunk,
     ReportFields,
@@ -471,7 +472,13 @@ class MySqlRecorder:
         count = 0
         truncated = None
         if result is not None:
-            columns = tuple(result.names)
+            # A server names an unaliased column by its expression, so a secret
+            # statement's column names may quote the secret: none are kept.
+            columns = (
+                tuple(HIDDEN_COLUMN for _ in result.names)
+                if pending.secret
+                else tuple(result.names)
+            )
             types = tuple(result.types)
             rows = tuple(result.rows)
             tracker = self._tracker

@@ -55,6 +55,10 @@ REDACTED = "<redacted>"
 # ..."), so only the SQLSTATE and severity of its errors and notices are kept.
 _REDACTION_MARK = "'<redacted>'"
 _SECRET_NOTE = "(message not recorded: the statement carried a secret)"
+
+# The name a recording keeps for each column of a statement that carried a secret:
+# a server names an unaliased column by its expression (`PASSWORD('x')`).
+HIDDEN_COLUMN = "(name not recorded)"
 _KEPT_FIELDS_OF_SECRET = frozenset({"S", "V", "C"})
 
 # What a finished chunk's status can be.
@@ -410,7 +414,11 @@ class SessionRecorder:
                 started=pending.started,
                 finished=self._clock(),
                 status=status,
-                columns=pending.columns,
+                columns=(
+                    tuple(HIDDEN_COLUMN for _ in pending.columns)
+                    if pending.secret and pending.columns is not None
+                    else pending.columns
+                ),
                 column_types=pending.types,
                 rows=tuple(pending.rows),
                 row_count=pending.row_count,

@@ -16,7 +16,7 @@ from pamwire.audit.mysql_recording import (
     mysql_tag,
     parse_tag,
 )
-from pamwire.audit.recording import RecordingChunk
+from pamwire.audit.recording import HIDDEN_COLUMN, RecordingChunk
 from pamwire.audit.store import AuditStore
 from pamwire.errors import ServerProtocolError
 from pamwire.mysql import codec, replies
@@ -359,12 +359,15 @@ def test_mysql_recording_secret_columns_and_statements() -> None:
         Command.COM_QUERY, Recorded("e3", "SELECT PASSWORD <redacted>", BASE_TIME)
     )
     feed.server(b"\x01")
-    feed.server(column("p", 253))
+    feed.server(column("PASSWORD('hunter2')", 253))
     assert not rec.decoding
     feed.server(text_row("*94BDCEBE19083CE2A1F959FD02F964C7AF4CFC29"))
     feed.server(END)
     (hidden,) = rec.drain()
     assert hidden.rows == () and hidden.row_count == 1 and hidden.truncated == "secret"
+    # The server names the column by its expression, secret included.
+    assert hidden.columns == (HIDDEN_COLUMN,)
+    assert "hunter2" not in json.dumps(hidden.to_data())
 
 
 def test_mysql_recording_refusal_is_the_error_the_client_saw() -> None:

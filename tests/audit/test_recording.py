@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from pamwire.audit.recording import RecordingChunk, SessionRecorder
+from pamwire.audit.recording import HIDDEN_COLUMN, RecordingChunk, SessionRecorder
 from pamwire.audit.store import AuditStore
 from pamwire.pg.codec import FrameReader, encode
 from pamwire.pg.messages import (
@@ -215,6 +215,25 @@ def test_recording_secret_statement_keeps_no_message_text() -> None:
     (chunk,) = rec.drain()
     assert "hunter2" not in repr(chunk)
     assert dict(chunk.error or ())["C"] == "42601"
+
+
+def test_recording_secret_statement_keeps_no_column_names() -> None:
+    # An unaliased column is named by its expression, which may hold the secret.
+    rec = _recorder()
+    rec.statement("e1", "SELECT md5('<redacted>' || 'bob')", BASE_TIME)
+    rec.sync()
+    feed(
+        rec,
+        _block(
+            _describe("md5('hunter2' || 'bob')"),
+            DataRow((b"0123",)),
+            CommandComplete("SELECT 1"),
+            ReadyForQuery(b"I"),
+        ),
+    )
+    (chunk,) = rec.drain()
+    assert chunk.columns == (HIDDEN_COLUMN,)
+    assert "hunter2" not in repr(chunk)
 
 
 def test_recording_secret_columns_are_redacted() -> None:

@@ -7,8 +7,8 @@ drives a GrantService of its own on the same grants file, as `pamwire grant` doe
 the proxy's expiry loop (`GrantService.expiry_loop`) does the expiry work.
 
 (a) approve(), then connect and query as the person until the query runs as the
-    grant's account: through pamwire on PostgreSQL; directly on MariaDB, because
-    pamwire has no MySQL listener yet.
+    grant's account: through pamwire on PostgreSQL; directly on MariaDB (the
+    script predates pamwire's MySQL listener; the expiry work is the same).
 (b) a short grant with a session running `SELECT 1` in a loop (through pamwire on
     PostgreSQL, directly on MariaDB): from the grant's end to the loop's error, and
     to the moment the server shows no connection of the account and the account

@@ -22,7 +22,11 @@ from pamwire.config import Config, load_config
 from pamwire.errors import PamwireError
 from pamwire.grants.service import GrantService
 from pamwire.localserver import free_port
-from pamwire.mariadbcluster import MariaDBServer, ensure_mariadb_installed
+from pamwire.mariadbcluster import (
+    QUICK_SETTINGS,
+    MariaDBServer,
+    ensure_mariadb_installed,
+)
 from pamwire.pgcluster import (
     PostgresCluster,
     demo_schema_path,
@@ -123,10 +127,12 @@ pamwire demo is running.
     UPDATE orders SET status = 'shipped' WHERE id = 1;            -- a scoped write
     DELETE FROM customers;                                        -- refused by a rule
 {mariadb}
-  See the grants, and the audit trail:
+  See the grants, the audit trail and the recorded sessions:
     {pamwire} grant list --config {config}
     {pamwire} log search --config {config}
     {pamwire} log search --config {config} --verdict deny --format json
+    {pamwire} session list --config {config}
+    {pamwire} session replay SESSION --config {config}
 
 Press Ctrl+C to stop (the demo database is thrown away).
 """
@@ -261,7 +267,14 @@ def _start_mariadb(
     """A throwaway MariaDB with the same sample schema; stopped when the stack ends."""
     base_dir = Path(tempfile.mkdtemp(prefix="pamwire-demo-mariadb-"))
     stack.callback(shutil.rmtree, base_dir, ignore_errors=True)
-    server = MariaDBServer(base_dir, port=free_port(), root_password=admin_password)
+    # The event scheduler on, so that each minted account also gets the server's
+    # own lock at its grant's end (the second lock).
+    server = MariaDBServer(
+        base_dir,
+        port=free_port(),
+        root_password=admin_password,
+        settings={**QUICK_SETTINGS, "event-scheduler": "ON"},
+    )
     stack.callback(server.stop)
     print(f"starting a throwaway MariaDB on 127.0.0.1:{server.port} ...", flush=True)
     server.init()

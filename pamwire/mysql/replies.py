@@ -182,7 +182,10 @@ def not_supported(what: str, sequence_id: int, capabilities: int) -> bytes:
 
 def unknown_command(command: int, sequence_id: int, capabilities: int) -> bytes:
     """A command pamwire does not relay (replication, obsolete commands) (1047)."""
-    text = f"pamwire: command 0x{command:02x} is not supported through pamwire"
+    if command < 0:
+        text = "pamwire: an empty command packet is not a command"
+    else:
+        text = f"pamwire: command 0x{command:02x} is not supported through pamwire"
     return error(ER_UNKNOWN_COM_ERROR, text, sequence_id, capabilities)
 
 

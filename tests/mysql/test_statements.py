@@ -145,3 +145,12 @@ def test_auth_switch_carries_the_nonce() -> None:
     switch = codec.decode_auth_reply(data[4:], codec.PROTOCOL_41)
     assert isinstance(switch, m.AuthSwitchRequest)
     assert switch.plugin_data == b"b" * 20 + b"\0"
+
+
+def test_unknown_command_of_an_empty_packet_says_so() -> None:
+    data = replies.unknown_command(-1, 0, codec.PROTOCOL_41)
+    error = codec.decode_err(data[4:], codec.PROTOCOL_41)
+    assert (
+        "empty command packet" in error.error_message
+        and "-1" not in error.error_message
+    )

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from pamwire import configschema
+from pamwire.audit import literals
 from pamwire.audit import params as audit_params
 from pamwire.configschema import field as _help
 from pamwire.errors import ConfigError
@@ -127,6 +128,22 @@ class Target:
         return self.alias or self.name
 
 
+def _literal_class_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a list of class names")
+    literals.compile_classes(value, {})
+    return tuple(value)
+
+
+def _literal_patterns(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) for v in value.values()
+    ):
+        raise ValueError("must be a table of name = regular expression")
+    literals.compile_classes((), value)
+    return dict(value)
+
+
 @attrs.frozen
 class AuditConfig:
     """Where the audit trail is written."""
@@ -147,6 +164,17 @@ class AuditConfig:
     )
     checkpoint_interval: float = _help(
         "longest time, in seconds, from a record to the next checkpoint", 10.0
+    )
+    redact_literals: tuple[str, ...] = _help(
+        "shipped classes of values replaced in stored statements and bound values: "
+        "card-number, email, us-ssn, iban",
+        (),
+        parse=_literal_class_names,
+    )
+    redact_patterns: dict[str, str] = _help(
+        "classes of your own: name = regular expression, replaced the same way",
+        attrs.Factory(dict),
+        parse=_literal_patterns,
     )
 
 

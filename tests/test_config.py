@@ -163,3 +163,19 @@ def test_config_target_deprecate_eof_lists_allowed_values(tmp_path: Path) -> Non
         match=r"target\.orders\.deprecate_eof: 'yes' is not one of client, on, off",
     ):
         load_config(_write(tmp_path, bad))
+
+
+def test_config_redact_literals_unknown_class_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "pamwire.toml"
+    path.write_text('[audit]\nredact_literals = ["cards"]\n')
+    with pytest.raises(ConfigError, match="unknown literal class 'cards'") as caught:
+        load_config(path)
+    assert "audit.redact_literals" in str(caught.value)
+
+
+def test_config_redact_patterns_bad_regex_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "pamwire.toml"
+    path.write_text("[audit.redact_patterns]\nbad = '('\n")
+    with pytest.raises(ConfigError, match="does not compile") as caught:
+        load_config(path)
+    assert "audit.redact_patterns" in str(caught.value)

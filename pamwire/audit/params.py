@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 MODES = ("redacted", "values", "none")
 
@@ -71,6 +71,15 @@ REDACTED = "?"
 MAX_CHARS = 256
 
 Params = tuple[str | None, ...]
+
+
+def without_literals(
+    params: Params | None, redact: Callable[[str], str] | None
+) -> Params | None:
+    """params with redact (the configured literal classes) applied to each value."""
+    if not params or redact is None:
+        return params
+    return tuple(None if value is None else redact(value) for value in params)
 
 
 def redacted(values: Sequence[bytes | None]) -> Params:

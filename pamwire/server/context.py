@@ -8,6 +8,7 @@ from typing import Protocol
 
 import attrs
 
+from pamwire.audit.literals import LiteralRedactor, compile_classes
 from pamwire.config import Config, Target
 from pamwire.rules.engine import RuleSet
 from pamwire.server.audit_writer import AuditWriter
@@ -65,6 +66,15 @@ class ServerContext:
     sessions: set[LiveSession] = attrs.field(factory=set)
     # TLS toward each target's server, by target name (built at start).
     upstream_tls: dict[str, UpstreamTls] = attrs.field(factory=dict)
+    # Classes of values the trail must not keep (audit.redact_literals/_patterns).
+    literals: LiteralRedactor = attrs.field(factory=LiteralRedactor)
+
+    def __attrs_post_init__(self) -> None:
+        audit = self.config.audit
+        if audit.redact_literals or audit.redact_patterns:
+            self.literals = LiteralRedactor(
+                compile_classes(audit.redact_literals, audit.redact_patterns)
+            )
 
     def tls_for(self, target: Target) -> UpstreamTls:
         """The TLS settings toward a target's server (none if not configured)."""

@@ -35,7 +35,12 @@ import trio
 
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.mysql_recording import MySqlRecorder, Recorded, recorded_from_events
-from pamwire.audit.params import Params, mysql_params, names_a_secret
+from pamwire.audit.params import (
+    Params,
+    mysql_params,
+    names_a_secret,
+    without_literals,
+)
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
@@ -149,7 +154,7 @@ class MySqlSession:
         self.login_timeout = login_timeout
         self.max_clients = max_clients
         self.id = secrets.token_hex(6)
-        self.events = SessionEvents("mysql", redact_mysql)
+        self.events = SessionEvents("mysql", ctx.literals.then(redact_mysql))
         audit = ctx.config.audit
         self.recorder = MySqlRecorder(
             self.id,
@@ -727,7 +732,7 @@ class MySqlSession:
             return
         # An allowed prepare has no event of its own (its executions do); the
         # recording shows it, and its error if the server refused it.
-        recorded = [Recorded(None, redact_mysql(message.query), time.time())]
+        recorded = [Recorded(None, self.events.redact(message.query), time.time())]
         outcome = await self._forward(block, packet, recorded=recorded)
         prepared = outcome.prepare_ok
         if prepared is not None:
@@ -841,7 +846,7 @@ class MySqlSession:
         if name != database:
             data = codec.encode(m.ComInitDb(database), self.caps, 0)
         # An allowed COM_INIT_DB has no event; the recording shows it.
-        recorded = [Recorded(None, f"USE {redact_mysql(name)}", time.time())]
+        recorded = [Recorded(None, f"USE {self.events.redact(name)}", time.time())]
         outcome = await self._forward(block, packet, data=data, recorded=recorded)
         if outcome.ok:
             self.database = database
@@ -991,13 +996,16 @@ class MySqlSession:
             return None
         if message.parameter_types:
             prepared.types = message.parameter_types
-        return mysql_params(
+        params = mysql_params(
             mode,
             message.values,
             prepared.types,
             secret=mode == "values" and names_a_secret(prepared.text),
             long_data=message.long_data,
         )
+        if mode == "values" and self.ctx.literals:
+            params = without_literals(params, self.ctx.literals)
+        return params
 
     def _complete(
         self, events: list[AuditEvent], outcome: Outcome, elapsed: float, *, calls: bool

@@ -28,7 +28,12 @@ import attrs
 import trio
 
 from pamwire.audit.events import AuditEvent, Completion
-from pamwire.audit.params import Params, names_a_secret, pg_params
+from pamwire.audit.params import (
+    Params,
+    names_a_secret,
+    pg_params,
+    without_literals,
+)
 from pamwire.audit.recording import SessionRecorder
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
@@ -142,7 +147,7 @@ class PgSession:
         self.encrypted = False
         self._handshaking = False
         self.id = secrets.token_hex(6)
-        self.events = SessionEvents("postgres", redact_pg)
+        self.events = SessionEvents("postgres", ctx.literals.then(redact_pg))
         self.conn_no = next(_SESSION_IDS)
         self.reader = FrameReader(startup=True, max_message_size=max_message_size)
         self.peer = peer_address(stream)
@@ -750,6 +755,8 @@ class PgSession:
                 secret=secret,
                 types=prepared.param_types if prepared else (),
             )
+            if mode == "values" and self.ctx.literals:
+                params = without_literals(params, self.ctx.literals)
         self.portals[message.portal] = (message.statement, params)
         self.tracker.sent(Op.BIND)
 

@@ -76,6 +76,7 @@ credential.password_env = "PAMWIRE_TEST_APP_PASSWORD"
 
 [audit]
 path = "{audit_path}"
+{audit_extra}
 
 [users]
 path = "users.db"
@@ -131,6 +132,7 @@ def _start_proxy(
     *,
     extra: str = "",
     audit_path: str = "audit.db",
+    audit_extra: str = "",
 ) -> Proxy:
     env = dict(os.environ)
     env["PAMWIRE_TEST_APP_PASSWORD"] = "app-secret-pw"
@@ -147,6 +149,7 @@ def _start_proxy(
             md5_port=pg_md5.port,
             rules=json.dumps(rules),
             audit_path=audit_path,
+            audit_extra=audit_extra,
         )
         + extra
     )

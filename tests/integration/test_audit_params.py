@@ -47,6 +47,7 @@ def params_proxy(
         tmp_path_factory.mktemp("pamwire-params"),
         ["pack:baseline"],
         extra=VALUES_TARGET.format(port=pg.port),
+        audit_extra='redact_literals = ["card-number", "email"]',
     )
     try:
         yield proxy
@@ -131,3 +132,22 @@ def test_params_values_of_a_secret_statement_stay_redacted(
 def test_params_none_keeps_no_params(params_proxy: Proxy) -> None:
     _psycopg_query(params_proxy, "app_none", "SELECT %s::int /* n1 */", (7,))
     assert _params_of(params_proxy, "app_none", "n1") == [None]
+
+
+def test_literal_classes_leave_text_and_values(params_proxy: Proxy) -> None:
+    _psycopg_query(
+        params_proxy,
+        "app_values",
+        "SELECT %s::text, 'ann@example.com' AS mail /* lc1 */",
+        ("4111 1111 1111 1111",),
+    )
+    events = params_proxy.wait_for_event(lambda e: "lc1" in (e["statement"] or ""))
+    (event,) = [
+        e
+        for e in events
+        if "lc1" in (e["statement"] or "") and e["operation"] == "execute"
+    ]
+    assert event["params"] == ["<redacted:card-number>"]
+    assert "'<redacted:email>' AS mail" in event["statement"]
+    trail = params_proxy.pamwire("log", "search", "--format", "json").stdout
+    assert "4111 1111 1111 1111" not in trail and "ann@example.com" not in trail

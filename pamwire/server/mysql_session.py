@@ -35,7 +35,7 @@ import trio
 
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.mysql_recording import MySqlRecorder, Recorded, recorded_from_events
-from pamwire.audit.params import Params, mysql_params
+from pamwire.audit.params import Params, mysql_params, redacted_params
 from pamwire.audit.store import AuditWriteError
 from pamwire.config import Target
 from pamwire.errors import (
@@ -100,6 +100,11 @@ class _Prepared:
     num_params: int = 0
     types: tuple[tuple[int, int], ...] = ()
     long_data: set[int] = attrs.Factory(set)
+    # Whether the text may carry a secret: its values are then never kept.
+    secret: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.secret = may_carry_secret_mysql(self.text)
 
 
 @attrs.define
@@ -370,29 +375,35 @@ class MySqlSession:
         recorder = self.recorder if recorded is not None else None
         if recorder is not None:
             recorder.command(tracker, recorded or ())
-        out: list[bytes] = []
+        # The packets of one read come in one block, one after the other, so
+        # what is relayed of a read is one slice of it: from `start` (-1: none
+        # yet) to the end of the last packet fed.
+        start = end = -1
+        block = b""
         # busy stays set if this is cancelled or fails: the session then ends
         # and _close stops the statement upstream.
         self.busy = True
         while not tracker.done:
             got = await upstream.next()
             if got is None:
-                await self._server_gone(out)
+                await self._server_gone([block[start:end]] if start >= 0 else [])
             block, packet = got
             step = tracker.feed_packet(block, packet)
             if recorder is not None and (step is not Step.ROW or recorder.decoding):
                 recorder.server_packet(step, block, packet)
             if step is Step.LOCAL_INFILE_REQUEST:
-                if out:
-                    await self.client.send_all(b"".join(out))
-                    out.clear()
+                if start >= 0:
+                    await self.client.send_all(block[start:end])
+                    start = -1
                 request = block[packet.start : packet.end]
                 await self._local_infile(block, packet, tracker, local_infile, request)
                 continue
-            out.append(block[packet.start : packet.end])
+            if start < 0:
+                start = packet.start
+            end = packet.end
             if not upstream.pending or tracker.done:
-                await self.client.send_all(b"".join(out))
-                out.clear()
+                await self.client.send_all(block[start:end])
+                start = -1
         self.busy = False
         if recorder is not None:
             recorder.reply_done()
@@ -924,7 +935,9 @@ class MySqlSession:
         """The execute's parameters as the target's audit_params says to keep them.
 
         Also notes the types it binds for later executes. Values pamwire cannot
-        decode are not kept (None); the server judges the packet itself.
+        decode are not kept (None); the server judges the packet itself. When
+        values are redacted only the packet's head is read, so a malformed value
+        still shows as "?".
         """
         mode = self.target.audit_params if self.target else "redacted"
         long_data, prepared.long_data = prepared.long_data, set()
@@ -933,6 +946,17 @@ class MySqlSession:
         known = m.StatementParams(
             prepared.num_params, prepared.types, frozenset(long_data)
         )
+        if mode != "values" or prepared.secret:
+            # Redacted: a "?" per value that is not NULL, so only the head of
+            # the packet is read, not the values.
+            try:
+                nulls, bound = codec.decode_execute_nulls(payload(block, packet), known)
+            except ProtocolError as exc:
+                log.debug("conn %s: execute head not decoded: %s", self.conn_no, exc)
+                return None
+            if bound:
+                prepared.types = bound
+            return redacted_params(nulls, prepared.num_params)
         try:
             message = codec.decode_com_stmt_execute(payload(block, packet), known)
         except ProtocolError as exc:
@@ -944,7 +968,7 @@ class MySqlSession:
             mode,
             message.values,
             prepared.types,
-            secret=may_carry_secret_mysql(prepared.text),
+            secret=prepared.secret,
             long_data=message.long_data,
         )
 

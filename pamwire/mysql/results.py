@@ -34,7 +34,7 @@ from pamwire.errors import ClientProtocolError, ServerProtocolError
 from pamwire.mysql import codec
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Command, ServerStatus
-from pamwire.mysql.packets import Packet, next_sequence_id, payload
+from pamwire.mysql.packets import MAX_CHUNK, Packet, next_sequence_id, payload
 
 _Data = bytes | bytearray | memoryview
 
@@ -247,6 +247,25 @@ class ReplyTracker:
             self._rows += 1
             return Step.ROW
         return self._dispatch(first, packet.length, payload(block, packet))
+
+    def feed_row(self, packet: Packet) -> bool:
+        """Count packet as a row when it is one, as feed_packet would; else False.
+
+        For relaying the rows nobody decodes: one comparison chain per row, no
+        Step. A packet that is not a row of the current result set, or that
+        has the wrong sequence id, is left for feed_packet (which judges it).
+        """
+        first = packet.first_byte
+        if (
+            self.phase is not Phase.ROWS
+            or packet.sequence_id != self.next_sequence_id
+            or first == _ERR
+            or (first == _EOF and packet.length < MAX_CHUNK)
+        ):
+            return False
+        self.next_sequence_id = (packet.last_sequence_id + 1) & 0xFF
+        self._rows += 1
+        return True
 
     def feed(self, data: _Data) -> Step:
         """Take one server payload (no sequence check; the expected id moves on)."""

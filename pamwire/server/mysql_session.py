@@ -401,7 +401,13 @@ class MySqlSession:
             if start < 0:
                 start = packet.start
             end = packet.end
-            if not upstream.pending or tracker.done:
+            pending = upstream.pending
+            if step is Step.ROW and not (recorder is not None and recorder.decoding):
+                # Rows nobody decodes: the rest of this read's rows are counted
+                # and relayed in one stretch.
+                while pending and tracker.feed_row(pending[0][1]):
+                    end = pending.popleft()[1].end
+            if not pending or tracker.done:
                 await self.client.send_all(block[start:end])
                 start = -1
         self.busy = False

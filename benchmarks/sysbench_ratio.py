@@ -517,6 +517,19 @@ def markdown(summary: dict[str, Any], setups: Sequence[str], threads: int) -> st
     return "\n".join(lines)
 
 
+def tool_versions() -> dict[str, str]:
+    binaries = find_mariadb()
+    argvs = {"sysbench": ["sysbench", "--version"]}
+    if binaries is not None:
+        argvs["mariadbd"] = [str(binaries.server), "--version"]
+    versions = {}
+    for name, argv in argvs.items():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            versions[name] = out.stdout.strip().splitlines()[0] if out.stdout else ""
+    return versions
+
+
 # -- main -------------------------------------------------------------------------
 
 
@@ -631,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {
             "date": started.isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "machine": machine(),
+            "machine": {**machine(), "versions": tool_versions()},
             "settings": {
                 "duration": args.duration,
                 "rounds": args.rounds,

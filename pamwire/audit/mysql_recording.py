@@ -94,9 +94,10 @@ _DATETIME_TYPES: Final = frozenset({T.MYSQL_TYPE_DATETIME, T.MYSQL_TYPE_TIMESTAM
 # What a result keeps of a column definition: name, type code with flags (see
 # column_types), decimals, binary character set, hidden as a secret.
 _Column = tuple[str, int, int, bool, bool]
-# Column definitions remembered per session; a few hundred distinct ones cover
-# the statements an application prepares, and the cache starts over when full.
-_COLUMN_CACHE_SIZE: Final = 512
+# Column definitions remembered per session (about 100 bytes each); a hundred
+# distinct ones cover the statements an application prepares; the cache starts
+# over when full.
+_COLUMN_CACHE_SIZE: Final = 128
 
 
 def column_type(code: int) -> int:

@@ -5,10 +5,11 @@
 #   ./dev.sh test    the whole test suite (lint, type check, unit and integration tests)
 #   ./dev.sh lint    ruff format --check, ruff check, mypy --strict
 #   ./dev.sh bench   the benchmarks in benchmarks/
+#   ./dev.sh bench-mysql   sysbench through pamwire's MySQL listener
 #
 # Everything Python goes into ./.venv; missing Debian packages are installed with
 # apt-get when running as root (PostgreSQL, MariaDB, Chromium for the evidence
-# report test; pgbouncer for benchmarks).
+# report test; pgbouncer and sysbench for benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -96,8 +97,14 @@ case "$job" in
         ensure_servers
         exec .venv/bin/python benchmarks/pgbench_ratio.py "$@"
         ;;
+    bench-mysql)
+        ensure_venv
+        ensure_servers
+        command -v sysbench >/dev/null 2>&1 || apt_install sysbench
+        exec .venv/bin/python benchmarks/sysbench_ratio.py "$@"
+        ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -92,6 +92,14 @@ _DOUBLE: Final = struct.Struct("<d")
 _DATE_TYPES: Final = frozenset({T.MYSQL_TYPE_DATE, T.MYSQL_TYPE_NEWDATE})
 _DATETIME_TYPES: Final = frozenset({T.MYSQL_TYPE_DATETIME, T.MYSQL_TYPE_TIMESTAMP})
 
+# What a result keeps of a column definition: name, type code with flags (see
+# column_types), decimals, binary character set, hidden as a secret.
+_Column = tuple[str, int, int, bool, bool]
+# Column definitions remembered per session (about 100 bytes each); a hundred
+# distinct ones cover the statements an application prepares; the cache starts
+# over when full.
+_COLUMN_CACHE_SIZE: Final = 128
+
 
 def column_type(code: int) -> int:
     """The MySQL column type of a recorded MySQL column_types entry."""
@@ -217,6 +225,7 @@ class MySqlRecorder:
         self._seq = 0
         # True while the rows now arriving are to be decoded: read on every row.
         self.decoding = False
+        self._columns: dict[tuple[int, bytes], _Column] = {}
 
     # -- what the client sent ----------------------------------------------------
 
@@ -267,21 +276,25 @@ class MySqlRecorder:
         elif step is Step.COLUMN_DEFINITION:
             result = self._result
             if result is not None and len(result.names) < result.count:
-                self._column(result, payload(block, packet))
+                self._column(result, block, packet)
         elif step is Step.COLUMN_COUNT:
             tracker = self._tracker
             assert tracker is not None
             self._result = _Result(tracker.column_count, tracker.rows)
             self.decoding = False
         elif step is Step.RESULT_END:
-            end = codec.decode_end_of_rows(payload(block, packet), self._caps)
-            self._end_result(end)
+            # The tracker decoded the packet that made this step: its fields are
+            # read from the tracker instead of decoding the packet again.
+            assert self._tracker is not None
+            self._end_result(self._tracker.warnings)
         elif step is Step.OK:
-            ok = codec.decode_ok(payload(block, packet), self._caps)
-            self._ok(ok)
+            assert self._tracker is not None and self._tracker.last_ok is not None
+            self._ok(self._tracker.last_ok)
         elif step is Step.ERR:
-            err = codec.decode_err(payload(block, packet), self._caps)
-            self._fail(_error_fields(err))
+            assert self._tracker is not None and self._tracker.outcome is not None
+            error = self._tracker.outcome.error
+            assert error is not None
+            self._fail(_error_fields(error))
         elif step is Step.PREPARE_OK:
             prepared = codec.decode_stmt_prepare_ok(payload(block, packet))
             tag = mysql_tag(
@@ -292,7 +305,8 @@ class MySqlRecorder:
             )
             self._finish_head("ok", tag=tag)
         elif step is Step.EOF:
-            self._columns_eof(payload(block, packet))
+            assert self._tracker is not None and self._tracker.last_eof is not None
+            self._columns_eof(self._tracker.last_eof)
 
     def reply_done(self) -> None:
         """The reply is complete: a result left open (rows to come through a
@@ -308,15 +322,22 @@ class MySqlRecorder:
 
     # -- result sets ---------------------------------------------------------------
 
-    def _column(self, result: _Result, data: bytes | memoryview) -> None:
-        column = codec.decode_column_definition(data, self._caps)
-        name = column.name
+    def _column(self, result: _Result, block: bytes, packet: Packet) -> None:
+        # A prepared statement's executions answer with the same definitions
+        # each time: what the recording keeps of one is remembered by its bytes.
+        key = (self._caps, block[packet.start : packet.end])
+        known = self._columns.get(key)
+        if known is None:
+            known = self._decode_column(payload(block, packet))
+            if len(self._columns) >= _COLUMN_CACHE_SIZE:
+                self._columns.clear()
+            self._columns[key] = known
+        name, code, decimals, binary, hidden = known
         result.names.append(name)
-        result.types.append(column.column_type | column.flags << 8)
-        result.decimals.append(column.decimals)
-        result.binary_charset.append(column.character_set == _BINARY_CHARSET)
-        folded = name.casefold()
-        result.hidden.append(any(word in folded for word in self._secret_words))
+        result.types.append(code)
+        result.decimals.append(decimals)
+        result.binary_charset.append(binary)
+        result.hidden.append(hidden)
         if len(result.names) == result.count:
             head = self._pending[0] if self._pending else self._last
             self.decoding = (
@@ -326,8 +347,18 @@ class MySqlRecorder:
                 and self.budget > 0
             )
 
-    def _columns_eof(self, data: bytes | memoryview) -> None:
-        eof = codec.decode_eof(data, self._caps)
+    def _decode_column(self, data: bytes | memoryview) -> _Column:
+        column = codec.decode_column_definition(data, self._caps)
+        folded = column.name.casefold()
+        return (
+            column.name,
+            column.column_type | column.flags << 8,
+            column.decimals,
+            column.character_set == _BINARY_CHARSET,
+            any(word in folded for word in self._secret_words),
+        )
+
+    def _columns_eof(self, eof: m.EofPacket) -> None:
         if eof.status_flags & _CURSOR_EXISTS:
             # TODO(recording-fetch): rows read with COM_STMT_FETCH are not recorded;
             # the session would have to route FETCH replies to the recorder.
@@ -382,11 +413,11 @@ class MySqlRecorder:
                 )
         return tuple(out)
 
-    def _end_result(self, end: m.OkPacket | m.EofPacket) -> None:
+    def _end_result(self, warnings: int) -> None:
         result = self._result
         self._result = None
         self.decoding = False
-        tag = mysql_tag(affected_rows=0, warnings=end.warnings)
+        tag = mysql_tag(affected_rows=0, warnings=warnings)
         head = self._head()
         if head is None or result is None:
             return

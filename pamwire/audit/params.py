@@ -87,6 +87,11 @@ def redacted(values: Sequence[bytes | None]) -> Params:
     return tuple(None if value is None else REDACTED for value in values)
 
 
+def redacted_params(nulls: int, count: int) -> Params:
+    """redacted() of count values whose NULLs are the bits set in nulls."""
+    return tuple(None if nulls >> i & 1 else REDACTED for i in range(count))
+
+
 def pg_params(
     mode: str,
     values: Sequence[bytes | None],

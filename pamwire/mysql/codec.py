@@ -392,6 +392,10 @@ def decode_err(payload: Payload, capabilities: int) -> m.ErrPacket:
 
 def decode_eof(payload: Payload, capabilities: int) -> m.EofPacket:
     """Decode an EOF packet. Raises ServerProtocolError."""
+    if len(payload) == 5 and payload[0] == m.EOF_HEADER and capabilities & PROTOCOL_41:
+        # The one shape a 4.1 EOF has, read without a cursor: it ends every
+        # result set of a client without DEPRECATE_EOF, twice.
+        return m.EofPacket(payload[1] | payload[2] << 8, payload[3] | payload[4] << 8)
     result: m.EofPacket = _guard(
         ServerProtocolError, "EOF", lambda c: _read_eof(c, capabilities), payload
     )
@@ -444,8 +448,18 @@ def decode_local_infile_request(payload: Payload) -> m.LocalInfileRequest:
     return result
 
 
+# The column counts below 251, shared: each is one byte on the wire.
+_COLUMN_COUNTS: Final = tuple(m.ColumnCount(n) for n in range(0xFB))
+
+
 def decode_column_count(payload: Payload, capabilities: int = 0) -> m.ColumnCount:
     """Decode a column count (with its metadata-follows byte where negotiated)."""
+    if (
+        len(payload) == 1
+        and 0 < payload[0] < 0xFB
+        and not capabilities & OPTIONAL_METADATA
+    ):
+        return _COLUMN_COUNTS[payload[0]]  # a one-byte length-encoded integer
 
     def read(cur: Cursor) -> m.ColumnCount:
         count = cur.lenenc_int()
@@ -676,6 +690,50 @@ def decode_com_stmt_execute(
         ClientProtocolError, "COM_STMT_EXECUTE", read, payload
     )
     return result
+
+
+def decode_execute_nulls(
+    payload: Payload, params: m.StatementParams
+) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The NULL bitmap of a COM_STMT_EXECUTE and the types it binds, if any.
+
+    Reads the head of the packet only, up to the types; the values are left
+    unread (the trail keeps a "?" per value when they are redacted). Raises
+    ClientProtocolError where decode_com_stmt_execute would reject the head.
+    """
+
+    def read(cur: Cursor) -> tuple[int, tuple[tuple[int, int], ...]]:
+        if cur.int1() != Command.COM_STMT_EXECUTE:
+            raise ProtocolError("not a com_stmt_execute packet")
+        statement_id = cur.int4()
+        if cur.int1() & CursorType.PARAMETER_COUNT_AVAILABLE:
+            raise ProtocolError(
+                "com_stmt_execute with query attributes is not supported"
+            )
+        cur.int4()  # iteration count
+        count = params.num_params
+        if count == 0:
+            return 0, ()
+        nulls = _null_bitmap(cur, count, 0)
+        bound = cur.int1()
+        if bound not in (0, 1):
+            raise ProtocolError(f"new_params_bound_flag {bound}, expected 0 or 1")
+        if bound:
+            data = bytes(cur.bytes(2 * count))
+            return nulls, tuple(zip(data[::2], data[1::2], strict=True))
+        if len(params.types) != count:
+            raise ProtocolError(
+                f"no parameter types bound for statement {statement_id}"
+            )
+        return nulls, ()
+
+    cur = Cursor(payload)
+    try:
+        return read(cur)
+    except ClientProtocolError:
+        raise
+    except ProtocolError as exc:
+        raise ClientProtocolError(f"bad COM_STMT_EXECUTE: {exc}") from None
 
 
 _NO_ARGUMENTS: Final[dict[int, m.ClientCommand]] = {

@@ -34,7 +34,7 @@ from pamwire.errors import ClientProtocolError, ServerProtocolError
 from pamwire.mysql import codec
 from pamwire.mysql import messages as m
 from pamwire.mysql.constants import Command, ServerStatus
-from pamwire.mysql.packets import Packet, next_sequence_id, payload
+from pamwire.mysql.packets import MAX_CHUNK, Packet, next_sequence_id, payload
 
 _Data = bytes | bytearray | memoryview
 
@@ -198,17 +198,12 @@ class ReplyTracker:
         self._info = ""
         self._state: list[m.SessionStateChange] = []
         self._prepare_ok: m.ComStmtPrepareOk | None = None
+        # The last OK, ERR and EOF packets decoded, for the session recording,
+        # which would otherwise decode them again.
+        self.last_ok: m.OkPacket | None = None
+        self.last_eof: m.EofPacket | None = None
         self.outcome: Outcome | None = None
-        self.phase = {
-            ReplyKind.RESULT: Phase.FIRST,
-            ReplyKind.PREPARE: Phase.PREPARE_OK,
-            ReplyKind.FIELD_LIST: Phase.FIELD_LIST,
-            ReplyKind.FETCH: Phase.ROWS,
-            ReplyKind.STATISTICS: Phase.STATISTICS,
-            ReplyKind.OK: Phase.SINGLE,
-            ReplyKind.AUTH: Phase.AUTH,
-            ReplyKind.NONE: Phase.DONE,
-        }[self.kind]
+        self.phase = _FIRST_PHASE[self.kind]
         if self.phase is Phase.DONE:
             self.outcome = Outcome()
 
@@ -252,6 +247,25 @@ class ReplyTracker:
             self._rows += 1
             return Step.ROW
         return self._dispatch(first, packet.length, payload(block, packet))
+
+    def feed_row(self, packet: Packet) -> bool:
+        """Count packet as a row when it is one, as feed_packet would; else False.
+
+        For relaying the rows nobody decodes: one comparison chain per row, no
+        Step. A packet that is not a row of the current result set, or that
+        has the wrong sequence id, is left for feed_packet (which judges it).
+        """
+        first = packet.first_byte
+        if (
+            self.phase is not Phase.ROWS
+            or packet.sequence_id != self.next_sequence_id
+            or first == _ERR
+            or (first == _EOF and packet.length < MAX_CHUNK)
+        ):
+            return False
+        self.next_sequence_id = (packet.last_sequence_id + 1) & 0xFF
+        self._rows += 1
+        return True
 
     def feed(self, data: _Data) -> Step:
         """Take one server payload (no sequence check; the expected id moves on)."""
@@ -339,7 +353,7 @@ class ReplyTracker:
         if isinstance(end, m.OkPacket):
             self._absorb_ok(end)
         else:
-            self._warnings, self._status = end.warnings, end.status_flags
+            self._absorb_eof(end)
         self._next_result()
         return Step.RESULT_END
 
@@ -397,7 +411,7 @@ class ReplyTracker:
         if isinstance(end, m.OkPacket):
             self._absorb_ok(end)
         else:
-            self._warnings, self._status = end.warnings, end.status_flags
+            self._absorb_eof(end)
         self._finish()
         return Step.RESULT_END
 
@@ -414,7 +428,7 @@ class ReplyTracker:
             end = codec.decode_end_of_rows(data, self.capabilities)
             if isinstance(end, m.OkPacket):
                 return self._ok(end)
-            self._warnings, self._status = end.warnings, end.status_flags
+            self._absorb_eof(end)
             self._finish()
             return Step.EOF
         raise ServerProtocolError(f"expected ok or err, got packet 0x{first:02x}")
@@ -438,10 +452,15 @@ class ReplyTracker:
         eof = codec.decode_end_of_rows(data, self.capabilities)
         if not isinstance(eof, m.EofPacket):  # pragma: no cover - by the check above
             raise ServerProtocolError("expected an eof packet")
-        self._warnings, self._status = eof.warnings, eof.status_flags
+        self._absorb_eof(eof)
         return eof
 
+    def _absorb_eof(self, eof: m.EofPacket) -> None:
+        self.last_eof = eof
+        self._warnings, self._status = eof.warnings, eof.status_flags
+
     def _absorb_ok(self, ok: m.OkPacket) -> None:
+        self.last_ok = ok
         self._affected += ok.affected_rows
         if ok.last_insert_id:
             self._last_insert_id = ok.last_insert_id
@@ -487,6 +506,17 @@ class ReplyTracker:
             session_state=tuple(self._state),
         )
 
+
+_FIRST_PHASE: Final = {
+    ReplyKind.RESULT: Phase.FIRST,
+    ReplyKind.PREPARE: Phase.PREPARE_OK,
+    ReplyKind.FIELD_LIST: Phase.FIELD_LIST,
+    ReplyKind.FETCH: Phase.ROWS,
+    ReplyKind.STATISTICS: Phase.STATISTICS,
+    ReplyKind.OK: Phase.SINGLE,
+    ReplyKind.AUTH: Phase.AUTH,
+    ReplyKind.NONE: Phase.DONE,
+}
 
 _HANDLERS: Final = {
     Phase.FIRST: ReplyTracker._first,

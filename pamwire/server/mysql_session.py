@@ -39,6 +39,7 @@ from pamwire.audit.params import (
     Params,
     mysql_params,
     names_a_secret,
+    redacted_params,
     without_literals,
 )
 from pamwire.audit.store import AuditWriteError
@@ -110,6 +111,9 @@ class _Prepared:
     long_data: set[int] = attrs.Factory(set)
     # The rule set that decided it: after a reload (SIGHUP) it is decided again.
     rules: object = None
+    # Whether the text may carry a secret (names_a_secret): its values are then
+    # never kept. Found at the first execute that needs it.
+    secret: bool | None = None
 
 
 @attrs.define
@@ -383,29 +387,41 @@ class MySqlSession:
         recorder = self.recorder if recorded is not None else None
         if recorder is not None:
             recorder.command(tracker, recorded or ())
-        out: list[bytes] = []
+        # The packets of one read come in one block, one after the other, so
+        # what is relayed of a read is one slice of it: from `start` (-1: none
+        # yet) to the end of the last packet fed.
+        start = end = -1
+        block = b""
         # busy stays set if this is cancelled or fails: the session then ends
         # and _close stops the statement upstream.
         self.busy = True
         while not tracker.done:
             got = await upstream.next()
             if got is None:
-                await self._server_gone(out)
+                await self._server_gone([block[start:end]] if start >= 0 else [])
             block, packet = got
             step = tracker.feed_packet(block, packet)
             if recorder is not None and (step is not Step.ROW or recorder.decoding):
                 recorder.server_packet(step, block, packet)
             if step is Step.LOCAL_INFILE_REQUEST:
-                if out:
-                    await self.client.send_all(b"".join(out))
-                    out.clear()
+                if start >= 0:
+                    await self.client.send_all(block[start:end])
+                    start = -1
                 request = block[packet.start : packet.end]
                 await self._local_infile(block, packet, tracker, local_infile, request)
                 continue
-            out.append(block[packet.start : packet.end])
-            if not upstream.pending or tracker.done:
-                await self.client.send_all(b"".join(out))
-                out.clear()
+            if start < 0:
+                start = packet.start
+            end = packet.end
+            pending = upstream.pending
+            if step is Step.ROW and not (recorder is not None and recorder.decoding):
+                # Rows nobody decodes: the rest of this read's rows are counted
+                # and relayed in one stretch.
+                while pending and tracker.feed_row(pending[0][1]):
+                    end = pending.popleft()[1].end
+            if not pending or tracker.done:
+                await self.client.send_all(block[start:end])
+                start = -1
         self.busy = False
         if recorder is not None:
             recorder.reply_done()
@@ -980,7 +996,9 @@ class MySqlSession:
         """The execute's parameters as the target's audit_params says to keep them.
 
         Also notes the types it binds for later executes. Values pamwire cannot
-        decode are not kept (None); the server judges the packet itself.
+        decode are not kept (None); the server judges the packet itself. When
+        values are redacted only the packet's head is read, so a malformed value
+        still shows as "?".
         """
         mode = self.target.audit_params if self.target else "redacted"
         long_data, prepared.long_data = prepared.long_data, set()
@@ -989,6 +1007,19 @@ class MySqlSession:
         known = m.StatementParams(
             prepared.num_params, prepared.types, frozenset(long_data)
         )
+        if mode == "values" and prepared.secret is None:
+            prepared.secret = names_a_secret(prepared.text)
+        if mode != "values" or prepared.secret:
+            # Redacted: a "?" per value that is not NULL, so only the head of
+            # the packet is read, not the values.
+            try:
+                nulls, bound = codec.decode_execute_nulls(payload(block, packet), known)
+            except ProtocolError as exc:
+                log.debug("conn %s: execute head not decoded: %s", self.conn_no, exc)
+                return None
+            if bound:
+                prepared.types = bound
+            return redacted_params(nulls, prepared.num_params)
         try:
             message = codec.decode_com_stmt_execute(payload(block, packet), known)
         except ProtocolError as exc:
@@ -1000,7 +1031,7 @@ class MySqlSession:
             mode,
             message.values,
             prepared.types,
-            secret=mode == "values" and names_a_secret(prepared.text),
+            secret=False,  # a secret statement took the redacted path above
             long_data=message.long_data,
         )
         if mode == "values" and self.ctx.literals:

@@ -16,7 +16,7 @@ from pamwire.audit.mysql_recording import (
     mysql_tag,
     parse_tag,
 )
-from pamwire.audit.recording import HIDDEN_COLUMN, RecordingChunk
+from pamwire.audit.recording import HIDDEN_COLUMN, REDACTED, RecordingChunk
 from pamwire.audit.store import AuditStore
 from pamwire.errors import ServerProtocolError
 from pamwire.mysql import codec, replies
@@ -329,6 +329,24 @@ def test_mysql_recording_byte_budget_is_per_session() -> None:
     assert first.rows == (("12345",), ("67890",)) and first.truncated == "bytes"
     assert second.rows == () and second.row_count == 1
     assert second.columns == ("a",)
+
+
+def test_mysql_recording_repeated_definitions_are_remembered_by_their_bytes() -> None:
+    # The same definitions again (a prepared statement's next execute) give the
+    # same columns; a definition that differs in one byte is read afresh.
+    rec = _recorder()
+    feed = Feeder(rec)
+    for type_, flags in ((3, 0), (3, 0), (3, int(ColumnFlag.UNSIGNED_FLAG)), (253, 0)):
+        feed.command(Command.COM_QUERY, Recorded("e", "SELECT n FROM t", BASE_TIME))
+        feed.server(b"\x02")
+        feed.server(column("n", type_, flags=flags))
+        feed.server(column("password", type_, flags=flags))
+        feed.server(text_row("1", "2"))
+        feed.server(END)
+    chunks = rec.drain()
+    assert [c.columns for c in chunks] == [("n", "password")] * 4
+    assert [c.column_types[0] for c in chunks] == [3, 3, 3 | 0x20 << 8, 253]
+    assert all(c.rows == (("1", REDACTED),) for c in chunks)
 
 
 def test_mysql_recording_secret_columns_and_statements() -> None:

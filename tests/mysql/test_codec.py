@@ -530,6 +530,40 @@ def test_stmt_execute_rejects_bad_bitmaps_and_flags() -> None:
         )
 
 
+def test_decode_execute_nulls_rejects_what_the_full_decode_rejects() -> None:
+    params = m.StatementParams(1, ((ColumnType.MYSQL_TYPE_TINY, 0),))
+    head = b"\x17" + bytes(9)
+    assert codec.decode_execute_nulls(head + b"\x01\x00", params) == (1, ())
+    assert codec.decode_execute_nulls(head + b"\x00\x01\x01\x80\x05", params) == (
+        0,
+        ((ColumnType.MYSQL_TYPE_TINY, 0x80),),
+    )
+    with pytest.raises(ClientProtocolError, match="null bitmap"):
+        codec.decode_execute_nulls(head + b"\x02\x00", params)
+    with pytest.raises(ClientProtocolError, match="new_params_bound_flag"):
+        codec.decode_execute_nulls(head + b"\x00\x02", params)
+    with pytest.raises(ClientProtocolError, match="no parameter types"):
+        codec.decode_execute_nulls(head + b"\x00\x00", m.StatementParams(1))
+    with pytest.raises(ClientProtocolError, match="query attributes"):
+        codec.decode_execute_nulls(b"\x17" + bytes(4) + b"\x08" + bytes(4), params)
+    with pytest.raises(ClientProtocolError, match="short read"):
+        codec.decode_execute_nulls(head + b"\x00\x01\x01", params)
+
+
+def test_decode_eof_and_column_count_short_forms() -> None:
+    # The forms read without a cursor give what the general reader gives.
+    eof = b"\xfe\x03\x00\x22\x00"
+    assert codec.decode_eof(eof, CAPS) == m.EofPacket(3, 0x22)
+    assert codec.decode_eof(eof[:1], 0) == m.EofPacket()
+    with pytest.raises(ServerProtocolError):
+        codec.decode_eof(eof + b"\x00", CAPS)
+    assert codec.decode_column_count(b"\x07") == m.ColumnCount(7)
+    assert codec.decode_column_count(b"\xfa") == m.ColumnCount(250)
+    assert codec.decode_column_count(b"\xfc\xfb\x00") == m.ColumnCount(251)
+    with pytest.raises(ServerProtocolError, match="column count 0"):
+        codec.decode_column_count(b"\x00")
+
+
 def test_encode_unknown_type_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         codec.encode_payload(object(), 0)  # type: ignore[arg-type]

@@ -405,6 +405,26 @@ def test_codec_stmt_execute_round_trip(
     assert codec.decode_command(raw, 0, {message.statement_id: params}) == message
 
 
+@settings(max_examples=200, deadline=None)
+@given(typed_values(min_size=1), st.data())
+def test_codec_execute_nulls_agree_with_the_full_decode(
+    types_values: tuple[list[int], tuple[bytes | None, ...]], data_: st.DataObject
+) -> None:
+    types, values = types_values
+    pairs_ = tuple((t, data_.draw(st.sampled_from([0, 0x80]))) for t in types)
+    bound = data_.draw(st.booleans())
+    message = m.ComStmtExecute(
+        data_.draw(u32), 0, 1, int(bound), pairs_ if bound else (), values
+    )
+    raw = codec.encode_payload(message, 0)
+    params = m.StatementParams(len(types), pairs_)
+    nulls, sent = codec.decode_execute_nulls(raw, params)
+    assert sent == message.parameter_types
+    assert [bool(nulls >> i & 1) for i in range(len(values))] == [
+        v is None for v in values
+    ]
+
+
 # Streams ---------------------------------------------------------------------------
 
 

@@ -288,3 +288,38 @@ def test_results_mariadb_progress_report_is_not_an_error() -> None:
     assert tracker.feed(b"\xff\xff\xff\x01\x01\x00\x10\x00\x05stage") is Step.PROGRESS
     assert not tracker.done
     assert tracker.feed(b"\x00\x00\x00\x02\x00\x00\x00") is Step.OK and tracker.done
+
+
+@pytest.mark.parametrize("caps", [BASE, NEW])
+def test_tracker_feed_row_counts_rows_as_feed_packet_does(caps: int) -> None:
+    rows = [m.TextResultsetRow((str(n).encode(),)) for n in range(5)]
+    messages = result_set(caps, rows, AUTOCOMMIT)
+    stream, seq = b"", 1
+    for message in messages:
+        stream += frame(codec.encode_payload(message, caps), seq)
+        seq += 1
+    reader = PacketReader()
+    reader.feed(stream)
+    block, packets = reader.read_packets()
+    head = 2 if caps & Capability.CLIENT_DEPRECATE_EOF else 3
+
+    tracker = ReplyTracker(Command.COM_QUERY, caps)
+    assert not tracker.feed_row(packets[0])  # not in the rows yet
+    for packet in packets[:head]:
+        tracker.feed_packet(block, packet)
+    assert not tracker.feed_row(packets[head + 1])  # out of sequence
+    assert all(tracker.feed_row(packet) for packet in packets[head:-1])
+    assert not tracker.feed_row(packets[-1])  # the end of rows is not a row
+    assert tracker.feed_packet(block, packets[-1]) is Step.RESULT_END
+    assert tracker.done and tracker.outcome is not None
+    assert tracker.outcome.rows == 5
+
+
+def test_tracker_feed_row_leaves_an_error_to_feed_packet() -> None:
+    tracker = ReplyTracker(Command.COM_QUERY, BASE)
+    feed_all(tracker, result_set(BASE, [], AUTOCOMMIT)[:3], BASE)
+    reader = PacketReader()
+    reader.feed(frame(b"\xff\x7a\x04#42S02gone", tracker.next_sequence_id))
+    block, (packet,) = reader.read_packets()
+    assert not tracker.feed_row(packet)
+    assert tracker.feed_packet(block, packet) is Step.ERR

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from pamwire.config import Config, load_config
@@ -149,9 +150,11 @@ def run_demo(
     _refuse_if_running(folder)
     (folder / "secrets").mkdir(parents=True, exist_ok=True)
     os.chmod(folder / "secrets", 0o700)
-    # Grants of an earlier demo name accounts of databases that are gone.
+    # Grants of an earlier demo name accounts of databases that are gone, and its
+    # trail names grant ids the new grants file starts again: both go aside.
     for stale in folder.glob("grants.db*"):
         stale.unlink()
+    _archive_trail(folder)
     db_password = _secret(folder, "demo-db.password")
     admin_password = _secret(folder, "admin.password")
 
@@ -202,6 +205,20 @@ def run_demo(
             print("\nstopping ...", flush=True)
     print("demo stopped; the audit trail stays in", _shown(folder / "audit.db"))
     return 0
+
+
+def _archive_trail(folder: Path) -> None:
+    """Move an earlier demo's audit trail (store, head, journal) to earlier-runs/."""
+    files = sorted(folder.glob("audit.db*"))
+    if not any(f.name == "audit.db" for f in files):
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder / "earlier-runs" / stamp
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        if path.name != "audit.db.lock":
+            path.rename(aside / path.name)
+    print(f"the previous demo's audit trail is now in {_shown(aside)}", flush=True)
 
 
 def _refuse_if_running(folder: Path) -> None:

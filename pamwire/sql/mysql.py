@@ -54,7 +54,6 @@ _ASCII_SAFE_CHARSETS = frozenset(
         "utf8mb3", "utf8mb4",
     }
 )  # fmt: skip
-_SAFE_CHARSETS = _ASCII_SAFE_CHARSETS | {"default"}
 
 _READ_ONLY_SETTINGS = frozenset({"transaction_read_only", "tx_read_only", "read_only"})
 
@@ -197,7 +196,8 @@ class _Session:
                 self.sql_mode(value)
             elif name.startswith("character_set_client") and not self.lexer.at_end():
                 charset = (value or "").lower()
-                if charset not in _SAFE_CHARSETS:
+                # DEFAULT is the server's default, which may be gbk: unknown here.
+                if charset not in _ASCII_SAFE_CHARSETS:
                     raise _Refused(
                         f"character set {value!r} changed with more statements after it"
                     )
@@ -1030,9 +1030,10 @@ def _create(facts: _Facts) -> None:
     at = _object(facts)
     kind = facts.object_type
     tokens = facts.tokens
-    if kind in ("table", "database") and "REPLACE" in _words(tokens[1:at]):
-        # MariaDB's CREATE OR REPLACE TABLE/DATABASE drops the existing one, with
-        # its rows, first: its most consequential effect is a DROP.
+    if kind in ("table", "database", "sequence") and "REPLACE" in _words(tokens[1:at]):
+        # MariaDB's CREATE OR REPLACE TABLE/DATABASE/SEQUENCE drops the existing
+        # one (a sequence replaces a table of its name), with its rows, first: its
+        # most consequential effect is a DROP.
         facts.kind = "drop"
     if kind in _CODE_OBJECTS:
         # TODO(bodies): the body's tables and calls are not walked; creating
@@ -1071,6 +1072,10 @@ def _alter(facts: _Facts) -> None:
         return
     if kind == "table":
         i = facts.table_at(_skip_if_exists(tokens, at + 1), written=True)
+        if "IGNORE" in _words(tokens[1:at]):
+            # ALTER IGNORE TABLE drops the rows a new unique key or a stricter
+            # column would reject, silently.
+            facts.destructive = True
         for action in _split_commas(tokens[i:]):
             if _destroys(_words(action)):
                 facts.destructive = True
@@ -1107,6 +1112,8 @@ def _destroys(words: list[str]) -> bool:
         return True
     if head in ("TRUNCATE", "DISCARD", "REMOVE", "EXCHANGE", "COALESCE", "REORGANIZE"):
         return True
+    if head == "CONVERT":
+        return True  # CONVERT TO CHARACTER SET ascii: values become '?'
     for i, word in enumerate(words):
         if word == "ENGINE":
             rest = [w for w in words[i + 1 :] if w != "="]

@@ -290,21 +290,25 @@ class Walk:
         finally:
             self.levels.pop()
 
-    def targets(self, node: exp.Expression, level: _Level) -> list[tuple[str, ...]]:
-        """The tables a DELETE or UPDATE writes, each as its resolved names."""
+    def targets(
+        self, node: exp.Expression, level: _Level
+    ) -> list[tuple[str | None, tuple[str, ...]]]:
+        """The tables a DELETE or UPDATE writes: each as the alias it is written
+        through (None if unknown) and its resolved names."""
         listed = node.args.get("tables")
         if isinstance(node, exp.Delete) and isinstance(node.args.get("using"), list):
             joins = node.this.args.get("joins") or ()
             listed = [node.this, *(join.this for join in joins)]
         if isinstance(node, exp.Delete) and listed:
-            result = []
+            result: list[tuple[str | None, tuple[str, ...]]] = []
             for item in listed:
                 key = item.name.lower()
                 resolved = level.aliases.get(key)
                 if resolved is None:
                     name = self.name(item)
-                    resolved = (name,) if name else _NO_TABLES
-                result.append(resolved)
+                    result.append((None, (name,) if name else _NO_TABLES))
+                else:
+                    result.append((key, resolved))
             return result
         if isinstance(node, exp.Update) and len(self.sources(node)) > 1:
             # Multi-table UPDATE: the tables whose columns SET assigns.
@@ -312,19 +316,23 @@ class Walk:
             for assignment in node.expressions:
                 column = assignment.this
                 if isinstance(column, exp.Column) and column.table:
-                    resolved = level.aliases.get(column.table.lower())
+                    alias = column.table.lower()
+                    resolved = level.aliases.get(alias)
                     if resolved is not None:
-                        result.append(resolved)
+                        result.append((alias, resolved))
                         continue
-                result.extend((t,) for t in level.tables)
+                result.extend((None, (t,)) for t in level.tables)
             return result
         name = self.name(node.this) if isinstance(node.this, exp.Table) else None
-        return [(name,)] if name else []
+        if not name:
+            return []
+        alias = node.this.alias_or_name.lower()
+        return [(alias if alias in level.aliases else None, (name,))]
 
     def update(self, node: exp.Update, level: _Level) -> None:
         self.writes.add("update")
         targets = self.targets(node, level)
-        for tables in targets:
+        for _, tables in targets:
             self.written.update(tables)
         for assignment in node.expressions:
             column = assignment.this
@@ -335,12 +343,15 @@ class Walk:
     def delete(self, node: exp.Delete, level: _Level) -> None:
         self.writes.add("delete")
         targets = self.targets(node, level)
-        for tables in targets:
+        for _, tables in targets:
             self.written.update(tables)
         self.scope(node, level, targets)
 
     def scope(
-        self, node: exp.Expression, level: _Level, targets: list[tuple[str, ...]]
+        self,
+        node: exp.Expression,
+        level: _Level,
+        targets: list[tuple[str | None, tuple[str, ...]]],
     ) -> None:
         conditions: list[exp.Expression] = []
         where = node.args.get("where")
@@ -351,11 +362,13 @@ class Walk:
                 conditions.extend(_inner_join_conditions(join))
         for join in node.args.get("joins") or ():
             conditions.extend(_inner_join_conditions(join))
-        for tables in targets:
-            names = {
-                alias for alias, t in level.aliases.items() if set(t) & set(tables)
-            }
-            if not any(_scopes(c, names) for c in conditions):
+        for alias, tables in targets:
+            copies = {a for a, t in level.aliases.items() if set(t) & set(tables)}
+            # A condition must restrict the very copy of the table that is
+            # written: in a self-join, `b.id = 1` does not scope `a`.
+            written = {alias} if alias is not None else copies
+            written = _linked(conditions, written, copies)
+            if not any(_scopes(c, copies | written, written) for c in conditions):
                 self.unscoped = True
 
 
@@ -366,14 +379,27 @@ def _upsert_of_itself(node: exp.Insert, walk: Walk, tables: tuple[str, ...]) -> 
     row is deleted and inserted again (ON DELETE CASCADE and triggers fire).
     """
     conflict = isinstance(node.args.get("conflict"), exp.OnConflict)
-    select = node.expression
-    if not (conflict or walk.replacing) or not isinstance(select, exp.Select):
+    if not (conflict or walk.replacing):
+        return False
+    return _all_rows_of(node.expression, walk, tables)
+
+
+def _all_rows_of(select: object, walk: Walk, tables: tuple[str, ...]) -> bool:
+    """A SELECT of every row of one of tables: directly, or through derived
+    tables (`FROM (SELECT * FROM t) AS x`), with no filter on the way."""
+    while isinstance(select, exp.Subquery):
+        select = select.this
+    if not isinstance(select, exp.Select) or select.args.get("limit"):
         return False
     from_ = select.args.get("from_") or select.args.get("from")
     source = from_.this if isinstance(from_, exp.From) else None
+    where = select.args.get("where")
+    if isinstance(source, exp.Subquery):
+        if isinstance(where, exp.Where) or select.args.get("joins"):
+            return False
+        return _all_rows_of(source.this, walk, tables)
     if not isinstance(source, exp.Table) or walk.name(source) not in tables:
         return False
-    where = select.args.get("where")
     alias = {source.alias_or_name.lower(), source.name.lower()}
     return not isinstance(where, exp.Where) or not _scopes(where.this, alias)
 
@@ -407,23 +433,34 @@ _PATTERNS = (exp.Like, exp.ILike, exp.RegexpLike)
 _MATCH_ALL_REGEX = frozenset({"", ".*", "^", "^.*", ".*$", "^.*$"})
 
 
-def _scopes(cond: exp.Expression, target: set[str]) -> bool:
+def _scopes(
+    cond: exp.Expression, target: set[str], written: set[str] | None = None
+) -> bool:
     """Whether ``cond`` limits the target's rows (False: provably or maybe all).
 
     A condition scopes when every top-level OR branch restricts a target column:
     compares it with something other than an expression of that same column.
+    ``target`` holds every alias of the written table (two copies of a table
+    compared on one column match every row); ``written``, if given, the alias
+    the statement writes through, which the restriction must name.
     """
+    written = target if written is None else written
     cond = _unparen(cond)
     if isinstance(cond, exp.And):
-        return _scopes(cond.this, target) or _scopes(cond.expression, target)
+        return _scopes(cond.this, target, written) or _scopes(
+            cond.expression, target, written
+        )
     if isinstance(cond, exp.Or):
         branches = _or_branches(cond)
-        if any(not _scopes(b, target) for b in branches):
+        if any(not _scopes(b, target, written) for b in branches):
             return False
         return not _complementary(branches, target)
     if isinstance(cond, exp.Column) and cond.name == "__using__":
         return True
-    if isinstance(cond, exp.Column) or not _references(cond, target):
+    if isinstance(cond, exp.Xor):
+        # `p XOR 1` is NOT p, `p XOR q` either of two: no row-limiting reading.
+        return False
+    if isinstance(cond, exp.Column) or not _references(cond, written):
         # A bare column is true for every non-zero, non-NULL value: without
         # types, pamwire cannot tell a boolean flag from a numeric key.
         return False
@@ -435,7 +472,7 @@ def _scopes(cond: exp.Expression, target: set[str]) -> bool:
             return False  # NOT (c IS NULL), NOT (c <=> NULL): every NOT NULL row
         if isinstance(inner, _PATTERNS):
             return not _matches_none_only(inner)
-        return _scopes(inner, target)
+        return _scopes(inner, target, written)
     if isinstance(cond, exp.Binary) and isinstance(
         cond, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ)
     ):
@@ -444,7 +481,45 @@ def _scopes(cond: exp.Expression, target: set[str]) -> bool:
         if cond.args.get("negate"):
             return not _matches_none_only(cond)
         return not _matches_all(cond)
+    if isinstance(cond, exp.In) and any(
+        _self_expression(cond.this, item, target)
+        for item in cond.args.get("expressions") or ()
+    ):
+        return False  # `id IN (id)`, `id IN (1, id)`: every row's own value
     return not (isinstance(cond, exp.In) and _self_in(cond))
+
+
+def _linked(
+    conditions: list[exp.Expression], written: set[str], copies: set[str]
+) -> set[str]:
+    """written, with every copy of the table joined to it by an equality of
+    columns (``a.id = b.id``) that all conditions require: a restriction of
+    such a copy restricts the written rows too."""
+    pairs = []
+    for cond in conditions:
+        for part in _conjuncts(cond):
+            if isinstance(part, exp.EQ) and all(
+                isinstance(side, exp.Column) and side.table
+                for side in (part.this, part.expression)
+            ):
+                pairs.append((part.this.table.lower(), part.expression.table.lower()))
+    linked = set(written)
+    grown = True
+    while grown:
+        grown = False
+        for left, right in pairs:
+            for one, other in ((left, right), (right, left)):
+                if one in linked and other in copies and other not in linked:
+                    linked.add(other)
+                    grown = True
+    return linked
+
+
+def _conjuncts(cond: exp.Expression) -> list[exp.Expression]:
+    cond = _unparen(cond)
+    if isinstance(cond, exp.And):
+        return _conjuncts(cond.this) + _conjuncts(cond.expression)
+    return [cond]
 
 
 def _unparen(cond: exp.Expression) -> exp.Expression:

@@ -105,6 +105,11 @@ def unquote(word: str) -> str | None:
 _SECRET_WORD = re.compile(r"(?<![a-z0-9$])(identified|password)\b", re.IGNORECASE)
 
 
+# A FEDERATED or CONNECT table's CONNECTION='mysql://user:password@host/...' (or an
+# ODBC 'DSN=...;PWD=...') carries a password in a string of its own.
+_CONNECTION_STRING = re.compile(r"\b(connection)\s*=?\s*['\"]", re.IGNORECASE)
+
+
 def redact_mysql(text: str) -> str:
     """Statement text for the audit trail, cut after IDENTIFIED or PASSWORD.
 
@@ -112,9 +117,9 @@ def redact_mysql(text: str) -> str:
     SET PASSWORD = PASSWORD(...), MASTER_PASSWORD=...); the rest of such a
     statement is dropped. Bytes that are not UTF-8 are replaced.
     """
-    found = _SECRET_WORD.search(text)
+    found = _SECRET_WORD.search(text) or _CONNECTION_STRING.search(text)
     if found is not None:
-        text = text[: found.end()] + " <redacted>"
+        text = text[: found.end(1)] + " <redacted>"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

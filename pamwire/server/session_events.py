@@ -36,6 +36,12 @@ class EventSubject(Protocol):
     login: SessionLogin | None
 
 
+_UNPARSED_SECRET = (
+    "the statement could not be parsed; the parser's message is not kept "
+    "because the statement carried a secret"
+)
+
+
 class SessionEvents:
     """Builds one session's events; `redact` cuts secrets from statement text."""
 
@@ -87,13 +93,19 @@ class SessionEvents:
         fingerprint, taken from the original, still correlates. ``detail`` names
         the deny rules an override lifted, and the rules that lifted them. params
         are the bound parameters as pamwire/audit/params.py keeps them."""
+        stored = self.redact(text)
+        message = decision.message
+        if facts is None and message and stored != text:
+            # The parser's message quotes the text where it stopped, which can
+            # be inside the very literal the redaction removed.
+            message = _UNPARSED_SECRET
         return self.event(
             session,
             "statement",
-            statement=self.redact(text),
+            statement=stored,
             verdict=decision.verdict,
             rule=decision.rule,
-            message=decision.message,
+            message=message,
             detail=decision.lifted_text(),
             statement_kind=facts.kind if facts else None,
             fingerprint=facts.fingerprint if facts else None,

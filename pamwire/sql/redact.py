@@ -18,7 +18,9 @@ from pglast import parser
 
 REDACTED = "'<redacted>'"
 
-_FAST_PATH = re.compile(r"password|dblink|mapping", re.IGNORECASE)
+_FAST_PATH = re.compile(r"password|dblink|mapping|subscription", re.IGNORECASE)
+# CREATE/ALTER SUBSCRIPTION ... CONNECTION 'conninfo': its password is redacted.
+_SUBSCRIPTIONS = ("CreateSubscriptionStmt", "AlterSubscriptionStmt")
 _PASSWORD_WORD = re.compile(r"password", re.IGNORECASE)
 _STRING_TOKENS = frozenset({"SCONST", "USCONST"})
 
@@ -88,6 +90,11 @@ def _secrets(node: object) -> Iterator[tuple[int, str | None]]:
                 continue
         if key == "FuncCall" and isinstance(value, dict) and _is_dblink(value):
             yield from _conninfo_literals(value.get("args", []))
+        if key in _SUBSCRIPTIONS and isinstance(value, dict):
+            conninfo = value.get("conninfo")
+            if isinstance(conninfo, str) and redact_conninfo(conninfo) != conninfo:
+                where = int(value.get("conninfo_location", -1))
+                yield where, _quote(redact_conninfo(conninfo))
         yield from _secrets(value)
 
 

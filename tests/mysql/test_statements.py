@@ -154,3 +154,17 @@ def test_unknown_command_of_an_empty_packet_says_so() -> None:
         "empty command packet" in error.error_message
         and "-1" not in error.error_message
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE f (i INT) ENGINE=FEDERATED "
+        "CONNECTION='mysql://root:MySecretQ1@127.0.0.1:3306/db/t'",
+        "CREATE TABLE c (i INT) ENGINE=CONNECT TABLE_TYPE=ODBC "
+        "CONNECTION 'DSN=x;UID=root;PWD=MySecretR3'",
+    ],
+)
+def test_redact_mysql_cuts_connection_strings(text: str) -> None:
+    assert "MySecret" not in redact_mysql(text)
+    assert redact_mysql("KILL CONNECTION 5") == "KILL CONNECTION 5"

@@ -70,3 +70,16 @@ def test_session_events_redact_cache_stays_bounded() -> None:
     assert [events.redact(t) for t in texts] == [t.upper() for t in texts]
     assert calls == 1000
     assert len(events._redacted) <= 64
+
+
+def test_session_events_unparsed_secret_keeps_no_parser_message() -> None:
+    from pamwire.rules.engine import Decision
+    from pamwire.sql.redact import redact_pg
+
+    events = SessionEvents("postgres", redact_pg)
+    text = "ALTER ROLE bob PASSWORD 'Hunter2Secret"
+    message = 'unterminated quoted string at or near "\'Hunter2Secret"'
+    decision = Decision("deny", "unparsable", message)
+    event = events.statement(_Subject(), text, None, decision, "query")
+    assert "Hunter2Secret" not in repr(event)
+    assert event.message is not None and "could not be parsed" in event.message

@@ -141,3 +141,15 @@ def test_redact_pg_keeps_the_rest_byte_for_byte() -> None:
 )
 def test_redact_conninfo(conninfo: str, expected: str) -> None:
     assert redact_conninfo(conninfo) == expected
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE SUBSCRIPTION s CONNECTION 'host=h password=HunterSub1' PUBLICATION p",
+        "ALTER SUBSCRIPTION s CONNECTION 'postgresql://u:HunterSub2@h/db'",
+    ],
+)
+def test_redact_subscription_connection_password(sql: str) -> None:
+    out = redact_pg(sql)
+    assert "HunterSub" not in out and "<redacted>" in out

@@ -48,6 +48,9 @@ from pamwire.server.store_copier import StoreCopier
 
 log = logging.getLogger("pamwire.audit")
 
+# Seconds between two reports of the journal refusing records (a full disk).
+_QUIET = 10.0
+
 
 class _Batch:
     """Events committed together, and the one Event their writers wait on.
@@ -133,6 +136,8 @@ class AuditWriter:
         self._recordings: list[RecordingChunk] = []
         self._marks: list[Mark] = []
         self._mark_lines = b""
+        self._journal_logged = -_QUIET
+        self._journal_failures = 0
         self._since_checkpoint = 0
         self._first_since_checkpoint = 0.0
         self._sync_waiters: list[tuple[int, trio.Event]] = []
@@ -517,7 +522,7 @@ class AuditWriter:
                 self._journal.append(data)
             except AuditWriteError as exc:
                 # Unsealed rather than a gap in the chain: `log verify` notes them.
-                log.error("recording seals not journaled: %s", exc)
+                self._journal_failed("recording seals", exc)
                 self.chain.rewind(state)
                 self._since_checkpoint, self._first_since_checkpoint = counted
                 del self._marks[len(self._marks) - len(seals) :]
@@ -563,7 +568,7 @@ class AuditWriter:
             except AuditWriteError as exc:
                 # Not durable, so not chained either: the chain keeps no gap, and
                 # the completions and events wait for the next group.
-                log.error("audit completions and checkpoint not journaled: %s", exc)
+                self._journal_failed("audit completions and checkpoint", exc)
                 self.chain.rewind(state)
                 self._since_checkpoint, self._first_since_checkpoint = counted
                 self._completions[:0] = completions
@@ -571,6 +576,20 @@ class AuditWriter:
                 del batch.chained[had:]
                 return ready, b""
         return ready + marks, data
+
+    def _journal_failed(self, what: str, exc: Exception) -> None:
+        """Log that the journal refused records, at most every _QUIET seconds:
+        a full disk makes every group fail until space is freed."""
+        now = time.monotonic()
+        self._journal_failures += 1
+        if now - self._journal_logged >= _QUIET:
+            log.error(
+                "%s not journaled (%d failures since the last report): %s",
+                what,
+                self._journal_failures,
+                exc,
+            )
+            self._journal_logged, self._journal_failures = now, 0
 
     def _uncommitted(
         self,

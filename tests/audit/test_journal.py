@@ -197,3 +197,37 @@ async def test_journal_failure_leaves_no_gap_in_the_chain(
     records = AuditStore(path, read_only=True).search(SearchQuery())
     assert {r.event.kind for r in records} == {"statement", "session_end"}
     assert [r.outcome for r in records if r.event.event_id == first.event_id] == ["ok"]
+
+
+async def test_journal_failures_are_reported_sparingly(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A full disk fails every group; the operational log must not flood.
+    path = tmp_path / "audit.db"
+    store = AuditStore(path)
+    event_journal = journal.Journal(path, fsync_interval=None)
+    writer = AuditWriter(store, journal=event_journal, completion_delay=0.01)
+    real_append = event_journal.append
+    failing = {"on": False}
+
+    def append(data: bytes, *, urgent: bool = False) -> int:
+        if failing["on"]:
+            raise AuditWriteError("no space left on device")
+        return real_append(data, urgent=urgent)
+
+    monkeypatch.setattr(event_journal, "append", append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        event = make_event()
+        await writer.write(event)
+        failing["on"] = True
+        writer.complete(Completion(event.event_id, 1.0, "ok", None, 1))
+        await trio.sleep(0.5)  # dozens of retries
+        failing["on"] = False
+        await writer.aclose()
+    event_journal.close(discard=writer.all_in_store)
+    store.close()
+    reports = [r for r in caplog.records if "not journaled" in r.getMessage()]
+    assert len(reports) == 1

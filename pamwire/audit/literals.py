@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from pamwire.audit.recording import RecordingChunk, ReportFields
+
 
 @attrs.frozen
 class LiteralClass:
@@ -124,3 +126,21 @@ def _replacer(cls: LiteralClass) -> Callable[[re.Match[str]], str]:
         return mark
 
     return replace
+
+
+def scrub_chunk(chunk: RecordingChunk, redact: LiteralRedactor) -> RecordingChunk:
+    """A recording chunk with the classes' matches replaced in its rows, errors and
+    notices (a server's error quotes values: `Key (b)=(4111...) already exists`)."""
+
+    def fields(report: ReportFields) -> ReportFields:
+        return tuple((code, redact(text)) for code, text in report)
+
+    return attrs.evolve(
+        chunk,
+        rows=tuple(
+            tuple(None if value is None else redact(value) for value in row)
+            for row in chunk.rows
+        ),
+        error=None if chunk.error is None else fields(chunk.error),
+        notices=tuple(fields(notice) for notice in chunk.notices),
+    )

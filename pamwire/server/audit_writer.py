@@ -41,6 +41,7 @@ from pamwire.audit import chain, copier
 from pamwire.audit.chain import Chain, ChainedEvent, Mark
 from pamwire.audit.events import AuditEvent, Completion
 from pamwire.audit.journal import Journal
+from pamwire.audit.literals import LiteralRedactor, scrub_chunk
 from pamwire.audit.recording import RecordingChunk
 from pamwire.audit.recording_store import Seal
 from pamwire.audit.store import AuditStore, AuditWriteError
@@ -119,6 +120,9 @@ class AuditWriter:
         if copier is not None and journal is None:
             raise ValueError("a store copier needs a journal")
         self._copier = copier
+        # Classes of values replaced in recordings (audit.redact_literals); the
+        # server sets them once it has read its configuration.
+        self.literals = LiteralRedactor()
         self._store = store
         self._journal = journal
         self._journal_delay = journal_delay
@@ -239,6 +243,8 @@ class AuditWriter:
         stored, they are sealed into the chain by `recording` marks.
         """
         if chunks and not self._finished.is_set():
+            if self.literals:
+                chunks = [scrub_chunk(chunk, self.literals) for chunk in chunks]
             self._recordings.extend(chunks)
 
     def complete(self, completion: Completion) -> None:

@@ -75,6 +75,7 @@ class ServerContext:
             self.literals = LiteralRedactor(
                 compile_classes(audit.redact_literals, audit.redact_patterns)
             )
+        self.audit.literals = self.literals
 
     def tls_for(self, target: Target) -> UpstreamTls:
         """The TLS settings toward a target's server (none if not configured)."""

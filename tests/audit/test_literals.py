@@ -75,3 +75,26 @@ def test_literals_luhn_and_iban_checks() -> None:
     assert not literals.luhn("4111 1111 1111 1112")
     assert literals.iban("DE89 3704 0044 0532 0130 00")
     assert not literals.iban("DE88 3704 0044 0532 0130 00")
+
+
+def test_literals_scrub_recorded_rows_errors_and_notices() -> None:
+    from pamwire.audit.recording import RecordingChunk
+
+    chunk = RecordingChunk(
+        session="s",
+        seq=1,
+        event_id="e",
+        statement="INSERT INTO u VALUES (9, '<redacted:card-number>')",
+        started=1.0,
+        finished=2.0,
+        status="error",
+        columns=("b",),
+        rows=(("4111111111111111",), (None,)),
+        error=(("C", "23505"), ("D", "Key (b)=(4111111111111111) already exists.")),
+        notices=((("M", "mail ann@example.com"),),),
+    )
+    scrubbed = literals.scrub_chunk(chunk, _redactor("card-number", "email"))
+    assert "4111111111111111" not in repr(scrubbed)
+    assert "ann@example.com" not in repr(scrubbed)
+    assert scrubbed.rows == (("<redacted:card-number>",), (None,))
+    assert dict(scrubbed.error or ())["C"] == "23505"

@@ -431,6 +431,19 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
                 names |= FUNCTION_SETS[value[1:]]
         return Functions(Glob(tuple(patterns)) if patterns else None, names, bare_names)
 
+    def tables(key: str) -> Glob | None:
+        found = globs(key)
+        for value in found.patterns if found is not None else ():
+            # A plain name without a schema can never match (a glob may).
+            if "." not in value and not any(c in value for c in "*?["):
+                raise fail(
+                    f"when.{key}",
+                    f"table {value!r} must be written schema.table (facts always "
+                    f"name the schema, or the database on MySQL): '*.{value}' "
+                    "matches it in any",
+                )
+        return found
+
     def columns() -> Columns | None:
         values = _string_list(when, "columns", fail)
         if values is None:
@@ -447,8 +460,8 @@ def _conditions(when: dict[str, Any], fail: Callable[[str, str], ConfigError]) -
         "kinds": choices("kind", KINDS),
         "kinds_not_in": choices("kind_not_in", KINDS),
         "unscoped": flag("unscoped"),
-        "tables": globs("tables"),
-        "tables_written": globs("tables_written"),
+        "tables": tables("tables"),
+        "tables_written": tables("tables_written"),
         "columns": columns(),
         "functions": functions("functions"),
         "functions_not_in": functions("functions_not_in"),

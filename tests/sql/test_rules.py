@@ -448,3 +448,20 @@ def test_engine_column_and_setting_conditions(tmp_path: pathlib.Path) -> None:
     assert _decide(ruleset, "SET ROLE admin")[0].rule == "role"
     unknown = "SELECT set_config(current_setting('x'), 'y', false)"
     assert _decide(ruleset, unknown)[0].rule == "role"
+
+
+def test_loader_table_without_schema_is_an_error_with_a_hint(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(
+        '[[rule]]\nid = "x"\ndescription = "d"\naction = "deny"\n'
+        'when.tables = ["orders"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"'\*\.orders' matches it in any"):
+        load_rules([path])
+    path.write_text(
+        '[[rule]]\nid = "x"\ndescription = "d"\naction = "deny"\n'
+        'when.tables = ["*orders", "public.orders"]\n'
+    )
+    assert list(load_rules([path]).rule_ids) == ["x"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
@@ -409,15 +410,30 @@ async def _presented_version(s: MySqlSession) -> str:
     for target in targets:
         known = _SERVER_VERSIONS.get(target.name)
         if known is not None:
-            return known
+            return coarse_version(known)
     for target in targets[:_VERSION_PROBES]:
         version = await mysql_upstream.probe_version(
             target.host, target.port, timeout=_VERSION_PROBE_TIMEOUT
         )
         if version is not None:
             _SERVER_VERSIONS[target.name] = version
-            return version
+            return coarse_version(version)
     return DEFAULT_SERVER_VERSION
+
+
+_VERSION = re.compile(r"^(5\.5\.5-)?(\d+)\.(\d+)\.\d+(-MariaDB)?")
+
+
+def coarse_version(version: str) -> str:
+    """The version a greeting shows before login: the server's major and minor
+    and its flavour (`10.11.6-MariaDB-0+deb12u1` -> `10.11.0-MariaDB`), so that
+    clients choose features by it while nobody learns the exact release (and its
+    known flaws) without logging in; logged in, `SELECT VERSION()` tells it."""
+    found = _VERSION.match(version)
+    if found is None:
+        return DEFAULT_SERVER_VERSION
+    prefix, major, minor, flavour = found.groups()
+    return f"{prefix or ''}{major}.{minor}.0{flavour or ''}"
 
 
 async def change_user(s: MySqlSession, block: bytes, packet: Packet) -> None:

@@ -168,3 +168,17 @@ def test_unknown_command_of_an_empty_packet_says_so() -> None:
 def test_redact_mysql_cuts_connection_strings(text: str) -> None:
     assert "MySecret" not in redact_mysql(text)
     assert redact_mysql("KILL CONNECTION 5") == "KILL CONNECTION 5"
+
+
+@pytest.mark.parametrize(
+    ("version", "shown"),
+    [
+        ("5.5.5-10.11.6-MariaDB-0+deb12u1", "5.5.5-10.11.0-MariaDB"),
+        ("10.11.6-MariaDB", "10.11.0-MariaDB"),
+        ("8.0.36-0ubuntu0.22.04.1", "8.0.0"),
+    ],
+)
+def test_greeting_version_hides_the_release(version: str, shown: str) -> None:
+    from pamwire.server.mysql_login import coarse_version
+
+    assert coarse_version(version) == shown

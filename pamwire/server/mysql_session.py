@@ -667,16 +667,28 @@ class MySqlSession:
             or ANY_SETTING in facts.settings
         ):
             checked.refresh_sql_mode = True
-        if facts.unsafe_client_encoding or (
-            kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text)
-        ):
-            return _UNSAFE_CHARSET
         inner = facts.inner
+        if (
+            facts.unsafe_client_encoding
+            or (kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text))
+            or (inner is not None and inner.unsafe_client_encoding)
+            or (
+                inner is not None
+                and inner.kind == "set"
+                and _UNSAFE_CHARSET_WORD.search(inner.text)
+            )
+        ):
+            # Also as the statement a PREPARE holds: EXECUTE would run it.
+            return _UNSAFE_CHARSET
         if inner is not None and (
             inner.kind in ("kill", "use", "load")
             or [w.upper() for w in leading_words(inner.text, 1)] == ["KILL"]
         ):
             return _NOT_PREPARABLE
+        if kind == "execute":
+            # What an EXECUTE runs was decided at its PREPARE; the settings it
+            # may change are read back afterwards all the same.
+            checked.refresh_sql_mode = True
         return decision
 
     def _check_use(

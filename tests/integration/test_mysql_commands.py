@@ -633,6 +633,9 @@ def test_mysql_client_leaving_mid_query_stops_it(mysql_open_proxy: MysqlProxy) -
         "SET character_set_client = 0x67626b",
         "SET @@session.character_set_client = 13",
         "SET NAMES 95",
+        "PREPARE s FROM 'SET NAMES gbk'; EXECUTE s",
+        "PREPARE s FROM 'SET character_set_client = sjis'; EXECUTE s",
+        "PREPARE s FROM 'SET character_set_client = 28'; EXECUTE s",
     ],
 )
 def test_mysql_charset_by_number_or_hex_is_refused(

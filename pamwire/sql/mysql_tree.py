@@ -216,7 +216,7 @@ class Walk:
         more = []
         for item in found:
             for join in item.args.get("joins") or ():
-                more.append(join.this)
+                more.extend(_join_group(join.this))
         return found + more
 
     def collect(self, level: _Level, source: exp.Expression) -> None:
@@ -358,10 +358,11 @@ class Walk:
         if isinstance(where, exp.Where):
             conditions.append(where.this)
         for source in self.sources(node):
+            left = source.alias_or_name.lower() if isinstance(source, exp.Table) else ""
             for join in source.args.get("joins") or ():
-                conditions.extend(_inner_join_conditions(join))
+                conditions.extend(_inner_join_conditions(join, left))
         for join in node.args.get("joins") or ():
-            conditions.extend(_inner_join_conditions(join))
+            conditions.extend(_inner_join_conditions(join, ""))
         for alias, tables in targets:
             copies = {a for a, t in level.aliases.items() if set(t) & set(tables)}
             # A condition must restrict the very copy of the table that is
@@ -404,8 +405,24 @@ def _all_rows_of(select: object, walk: Walk, tables: tuple[str, ...]) -> bool:
     return not isinstance(where, exp.Where) or not _scopes(where.this, alias)
 
 
-def _inner_join_conditions(join: exp.Join) -> list[exp.Expression]:
-    """ON/USING of a join that filters both sides (not LEFT/RIGHT/NATURAL)."""
+def _join_group(item: exp.Expression) -> list[exp.Expression]:
+    """A joined item, with a parenthesised group of joins (`JOIN (t2 CROSS JOIN
+    t3)`) opened into its tables: each is a FROM item of the same level."""
+    if isinstance(item, exp.Subquery) and isinstance(item.this, exp.Table):
+        inner = item.this
+        found: list[exp.Expression] = [inner]
+        for join in inner.args.get("joins") or ():
+            found.extend(_join_group(join.this))
+        return found
+    return [item]
+
+
+def _inner_join_conditions(join: exp.Join, left: str) -> list[exp.Expression]:
+    """ON/USING of a join that filters both sides (not LEFT/RIGHT/NATURAL).
+
+    USING (c) of a table joined to `left` is read as `left.c = right.c`, so that
+    a table joined to a copy of itself on its own columns is seen for what it is.
+    """
     if join.side or join.args.get("method"):
         return []
     on = join.args.get("on")
@@ -413,6 +430,16 @@ def _inner_join_conditions(join: exp.Join) -> list[exp.Expression]:
         return [on]
     using = join.args.get("using")
     if using:
+        right = join.this
+        if left and isinstance(right, exp.Table):
+            name = right.alias_or_name
+            return [
+                exp.EQ(
+                    this=exp.column(column.name, left),
+                    expression=exp.column(column.name, name),
+                )
+                for column in using
+            ]
         # USING (c) compares c of both sides: it depends on the rows.
         return [exp.column("__using__", "__any__")]
     return []

@@ -86,7 +86,61 @@ def unscoped(
     if not first.saw_same:
         return False
     second = _Judge(target, items, ctes or {}, substitute=True)
+    second.unlink_copies(where, items)
     return second.judge_where(where) >= _V.OPEN
+
+
+def _conjuncts(expr: _Json) -> list[_Json]:
+    if isinstance(expr, dict) and "BoolExpr" in expr:
+        body = expr["BoolExpr"]
+        if body.get("boolop") == "AND_EXPR":
+            return [c for arg in body.get("args", ()) for c in _conjuncts(arg)]
+    return [expr]
+
+
+def _qualifier(expr: _Json) -> str | None:
+    """The table name of a qualified column reference (``t2`` of ``t2.id``)."""
+    if not isinstance(expr, dict) or "ColumnRef" not in expr:
+        return None
+    fields = expr["ColumnRef"].get("fields", ())
+    return sval(fields[-2]) or None if len(fields) >= 2 else None
+
+
+def _item_name(item: _Json) -> str | None:
+    if isinstance(item, dict) and "RangeVar" in item:
+        body = item["RangeVar"]
+        alias = body.get("alias")
+        return str(alias["aliasname"] if alias else body["relname"])
+    return None
+
+
+def _column_links(
+    conditions: Iterable[_Json], items: Iterable[_Json]
+) -> list[tuple[str, str]]:
+    """Pairs of table names that a condition every row must meet joins by a column
+    equality (``t.id = t2.id``, ``JOIN t3 USING (id)``)."""
+    pairs = []
+    for cond in conditions:
+        for part in _conjuncts(cond):
+            body = part.get("A_Expr") if isinstance(part, dict) else None
+            if not body or body.get("kind") != "AEXPR_OP":
+                continue
+            if [sval(n) for n in body.get("name", ())] != ["="]:
+                continue
+            left, right = _qualifier(body.get("lexpr")), _qualifier(body.get("rexpr"))
+            if left and right:
+                pairs.append((left, right))
+    stack = list(items)
+    while stack:
+        item = stack.pop()
+        join = item.get("JoinExpr") if isinstance(item, dict) else None
+        if not join:
+            continue
+        stack += [join.get("larg"), join.get("rarg")]
+        left, right = _item_name(join.get("larg")), _item_name(join.get("rarg"))
+        if join.get("usingClause") and left and right:
+            pairs.append((left, right))
+    return pairs
 
 
 def copies_target(select: _Json, target: Target, ctes: dict[str, _Json]) -> bool:
@@ -262,6 +316,26 @@ class _Judge:
         # another table; without a schema it is taken as the target's.
         top.unqualified = _TARGET
         self.levels.append(top)
+
+    def unlink_copies(self, where: _Json, items: list[_Json]) -> None:
+        """Read as the target row only the copies of the table that column
+        equalities every row must meet join to it: in ``t.id = t2.id AND t3.id =
+        1``, t3 is just some row of the table, and limiting it limits nothing."""
+        top = self.levels[0]
+        conditions = [where, *top.quals]
+        pairs = _column_links(conditions, items)
+        linked = {self.target.name}
+        grown = True
+        while grown:
+            grown = False
+            for left, right in pairs:
+                for one, other in ((left, right), (right, left)):
+                    if one in linked and other not in linked:
+                        linked.add(other)
+                        grown = True
+        for name, meaning in list(top.names.items()):
+            if meaning == _TARGET and name not in linked:
+                top.names[name] = _OTHER
 
     # Predicates.
 

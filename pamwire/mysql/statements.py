@@ -107,7 +107,10 @@ _SECRET_WORD = re.compile(r"(?<![a-z0-9$])(identified|password)\b", re.IGNORECAS
 
 # A FEDERATED or CONNECT table's CONNECTION='mysql://user:password@host/...' (or an
 # ODBC 'DSN=...;PWD=...') carries a password in a string of its own.
-_CONNECTION_STRING = re.compile(r"\b(connection)\s*=?\s*['\"]", re.IGNORECASE)
+# In CREATE or ALTER (a table, a server) the word stands alone before it, however
+# spelled around (`CONNECTION = _utf8mb4'...'`, comments, backticks, hex).
+_CONNECTION_STRING = re.compile(r"(?<![a-z0-9_$])(connection)(?![a-z0-9_$])", re.I)
+_CREATE_OR_ALTER = re.compile(r"\s*(?:/\*.*?\*/\s*)*(create|alter)\b", re.I | re.S)
 
 
 def redact_mysql(text: str) -> str:
@@ -117,7 +120,9 @@ def redact_mysql(text: str) -> str:
     SET PASSWORD = PASSWORD(...), MASTER_PASSWORD=...); the rest of such a
     statement is dropped. Bytes that are not UTF-8 are replaced.
     """
-    found = _SECRET_WORD.search(text) or _CONNECTION_STRING.search(text)
+    found = _SECRET_WORD.search(text)
+    if found is None and _CREATE_OR_ALTER.match(text):
+        found = _CONNECTION_STRING.search(text)
     if found is not None:
         text = text[: found.end(1)] + " <redacted>"
     try:

@@ -18,10 +18,14 @@ from pglast import parser
 
 REDACTED = "'<redacted>'"
 
-_FAST_PATH = re.compile(r"password|dblink|mapping|subscription", re.IGNORECASE)
+_FAST_PATH = re.compile(
+    r"password|dblink|mapping|subscription|conninfo|://", re.IGNORECASE
+)
 # CREATE/ALTER SUBSCRIPTION ... CONNECTION 'conninfo': its password is redacted.
 _SUBSCRIPTIONS = ("CreateSubscriptionStmt", "AlterSubscriptionStmt")
 _PASSWORD_WORD = re.compile(r"password", re.IGNORECASE)
+# A password word followed by what may be its value, inside one string.
+_PASSWORD_VALUE = re.compile(r"password[\s=:'\"]+[^\s'\"]", re.IGNORECASE)
 _STRING_TOKENS = frozenset({"SCONST", "USCONST"})
 
 # libpq connection strings: `password = value` (value unquoted up to white space, or
@@ -47,7 +51,7 @@ def redact_pg(sql: str) -> str:
         tree = json.loads(parser.parse_sql_json(sql))
         tokens = {token.start: token for token in parser.scan(sql)}
     except (parser.ParseError, UnicodeError, ValueError):
-        return _cut_after_password(sql)
+        return redact_conninfo(_cut_after_password(sql))
 
     encoded = sql.encode("utf-8")
     edits: dict[int, tuple[int, str]] = {}
@@ -61,6 +65,13 @@ def redact_pg(sql: str) -> str:
         text = REDACTED if replace is None else replace
         if text != raw:
             edits[token.start] = (token.end + 1, text)
+
+    for token in tokens.values():
+        if token.name in _STRING_TOKENS and token.start not in edits:
+            if _PASSWORD_VALUE.search(sql[token.start : token.end + 1]):
+                # A password inside a string no rule placed (a DO body, a
+                # function body, EXECUTE's text): fail closed.
+                return _cut_after_password(sql)
 
     pieces: list[str] = []
     done = 0
@@ -89,13 +100,60 @@ def _secrets(node: object) -> Iterator[tuple[int, str | None]]:
                 yield int(value.get("arg_location", -1)), None
                 continue
         if key == "FuncCall" and isinstance(value, dict) and _is_dblink(value):
-            yield from _conninfo_literals(value.get("args", []))
+            for arg in value.get("args", []):
+                if isinstance(arg, dict) and "A_Const" in arg:
+                    yield from _conninfo_literals(arg)
+                else:
+                    # Built from pieces ('password=' || 'x', concat, format): each
+                    # piece as a connection string, and whatever follows a piece
+                    # that ends at `password=` is the password itself.
+                    yield from _pieces_after_password(arg)
+        const = (
+            value.get("sval") if key == "A_Const" and isinstance(value, dict) else None
+        )
+        if isinstance(const, dict) and isinstance(const.get("sval"), str):
+            # Any string holding a connection string's password (ALTER SYSTEM SET
+            # primary_conninfo, set_config(...), a URI): that value goes.
+            text = const["sval"]
+            if redact_conninfo(text) != text:
+                yield int(value.get("location", -1)), _quote(redact_conninfo(text))
         if key in _SUBSCRIPTIONS and isinstance(value, dict):
             conninfo = value.get("conninfo")
             if isinstance(conninfo, str) and redact_conninfo(conninfo) != conninfo:
                 where = int(value.get("conninfo_location", -1))
                 yield where, _quote(redact_conninfo(conninfo))
         yield from _secrets(value)
+
+
+_OPEN_PASSWORD = re.compile(r"(password\s*=\s*|://[^/?#@:]*:)$", re.IGNORECASE)
+
+
+def _pieces_after_password(node: object) -> Iterator[tuple[int, str | None]]:
+    """String constants of an expression, in order: those after a piece that ends
+    where a password begins are replaced whole."""
+    opened = False
+    for location, text in _string_constants(node):
+        if opened:
+            yield location, None
+        opened = opened or _OPEN_PASSWORD.search(text) is not None
+
+
+def _string_constants(node: object) -> Iterator[tuple[int, str]]:
+    """(location, text) of every string constant in node, in the text's order."""
+    found: list[tuple[int, str]] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            const = item.get("A_Const")
+            if isinstance(const, dict) and "sval" in const:
+                text = const["sval"].get("sval", "")
+                found.append((int(const.get("location", -1)), str(text)))
+            else:
+                stack.extend(item.values())
+    return iter(sorted(found))
 
 
 def _is_dblink(call: dict[str, object]) -> bool:

@@ -153,3 +153,25 @@ def test_redact_conninfo(conninfo: str, expected: str) -> None:
 def test_redact_subscription_connection_password(sql: str) -> None:
     out = redact_pg(sql)
     assert "HunterSub" not in out and "<redacted>" in out
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER SYSTEM SET primary_conninfo = 'host=h password=HunterGap1'",
+        "SELECT set_config('primary_conninfo', 'host=h password=HunterGap2', false)",
+        "DO $$BEGIN EXECUTE 'CREATE ROLE r PASSWORD ''HunterGap3'''; END$$",
+        "SELECT dblink_connect('c', 'host=h password=' || 'HunterGap4')",
+        "SELECT dblink_connect('c', concat('host=h password=', 'HunterGap5'))",
+        "SELECT dblink_connect('postgresql://u:HunterGap6@h/db') )",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS "
+        "$$ ALTER ROLE r PASSWORD 'HunterGap7' $$",
+    ],
+)
+def test_redact_passwords_outside_the_usual_forms(sql: str) -> None:
+    assert "HunterGap" not in redact_pg(sql)
+
+
+def test_redact_leaves_password_columns_and_urls_alone() -> None:
+    for sql in ("SELECT password_hash FROM users", "SELECT 'https://example.com/x'"):
+        assert redact_pg(sql) == sql

@@ -67,11 +67,14 @@ def redact_pg(sql: str) -> str:
             edits[token.start] = (token.end + 1, text)
 
     for token in tokens.values():
-        if token.name in _STRING_TOKENS and token.start not in edits:
-            if _PASSWORD_VALUE.search(sql[token.start : token.end + 1]):
-                # A password inside a string no rule placed (a DO body, a
-                # function body, EXECUTE's text): fail closed.
-                return _cut_after_password(sql)
+        # A password inside a string no rule placed (a DO body, a function body,
+        # EXECUTE's text): fail closed.
+        if (
+            token.name in _STRING_TOKENS
+            and token.start not in edits
+            and _PASSWORD_VALUE.search(sql[token.start : token.end + 1])
+        ):
+            return _cut_after_password(sql)
 
     pieces: list[str] = []
     done = 0

@@ -182,3 +182,22 @@ def test_greeting_version_hides_the_release(version: str, shown: str) -> None:
     from pamwire.server.mysql_login import coarse_version
 
     assert coarse_version(version) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE f (i INT) CONNECTION=_utf8mb4'mysql://u:MySecretS1@h/d/t'",
+        "CREATE TABLE f (i INT) CONNECTION/**/='mysql://u:MySecretS2@h'",
+        "CREATE TABLE f (i INT) CONNECTION = N'mysql://u:MySecretS3@h'",
+        "CREATE TABLE f (i INT) CONNECTION=-- x\n'mysql://u:MySecretS4@h'",
+        "CREATE TABLE f (i INT) `CONNECTION`='mysql://u:MySecretS5@h'",
+        "ALTER TABLE f CONNECTION _latin1 'mysql://u:MySecretS6@h'",
+    ],
+)
+def test_redact_mysql_connection_however_spelled(text: str) -> None:
+    assert "MySecret" not in redact_mysql(text)
+
+
+def test_redact_mysql_keeps_a_column_named_connection() -> None:
+    assert redact_mysql("SELECT connection FROM t") == "SELECT connection FROM t"

@@ -129,14 +129,19 @@ def _replacer(cls: LiteralClass) -> Callable[[re.Match[str]], str]:
 
 
 def scrub_chunk(chunk: RecordingChunk, redact: LiteralRedactor) -> RecordingChunk:
-    """A recording chunk with the classes' matches replaced in its rows, errors and
-    notices (a server's error quotes values: `Key (b)=(4111...) already exists`)."""
+    """A recording chunk with the classes' matches replaced in its column names,
+    rows, errors and notices (a server's error quotes values: `Key (b)=(4111...)
+    already exists`)."""
 
     def fields(report: ReportFields) -> ReportFields:
         return tuple((code, redact(text)) for code, text in report)
 
     return attrs.evolve(
         chunk,
+        # A server names an unaliased column by its expression, values included.
+        columns=None
+        if chunk.columns is None
+        else tuple(redact(name) for name in chunk.columns),
         rows=tuple(
             tuple(None if value is None else redact(value) for value in row)
             for row in chunk.rows

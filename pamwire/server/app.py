@@ -146,11 +146,28 @@ async def reload_rules(ctx: ServerContext) -> bool:
         log.error("rules not reloaded, the previous rules stay: %s", exc)
         _write_reload_event(ctx, "failed", f"previous rules stay: {exc}")
         return False
+    emptied = _emptied_files(ctx.rules, rules)
+    if emptied:
+        # A file caught half-written, or truncated: keep the rules in force.
+        reason = (
+            f"{', '.join(emptied)} no longer holds any rule; restart pamwire if "
+            "that is meant"
+        )
+        log.error("rules not reloaded, the previous rules stay: %s", reason)
+        _write_reload_event(ctx, "failed", f"previous rules stay: {reason}")
+        return False
     ctx.rules = rules
     digests = " ".join(f"{path.name}:{_file_digest(path)}" for path in files)
     log.info("rules reloaded: %d rules from %d files", len(rules.rules), len(files))
     _write_reload_event(ctx, "loaded", f"{len(rules.rules)} rules; {digests}")
     return True
+
+
+def _emptied_files(old: RuleSet, new: RuleSet) -> list[str]:
+    """Rule files that held rules in old and hold none in new."""
+    before = {rule.origin for rule in old.rules}
+    after = {rule.origin for rule in new.rules}
+    return sorted(before - after)
 
 
 def _file_digest(path: Path) -> str:

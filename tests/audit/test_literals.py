@@ -88,13 +88,14 @@ def test_literals_scrub_recorded_rows_errors_and_notices() -> None:
         started=1.0,
         finished=2.0,
         status="error",
-        columns=("b",),
-        rows=(("4111111111111111",), (None,)),
+        columns=("b", "CONCAT('ann@example.com')"),
+        rows=(("4111111111111111", "x"), (None, "y")),
         error=(("C", "23505"), ("D", "Key (b)=(4111111111111111) already exists.")),
         notices=((("M", "mail ann@example.com"),),),
     )
     scrubbed = literals.scrub_chunk(chunk, _redactor("card-number", "email"))
     assert "4111111111111111" not in repr(scrubbed)
     assert "ann@example.com" not in repr(scrubbed)
-    assert scrubbed.rows == (("<redacted:card-number>",), (None,))
+    assert scrubbed.rows == (("<redacted:card-number>", "x"), (None, "y"))
+    assert scrubbed.columns == ("b", "CONCAT('<redacted:email>')")
     assert dict(scrubbed.error or ())["C"] == "23505"

@@ -86,7 +86,14 @@ def test_rules_reload_applies_to_new_and_prepared_statements(
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-t"):
             conn.execute("SELECT 1 FROM t")
 
-        rules.write_text(ALLOW_ALL)
+        # A file emptied (caught half-written) keeps the rules in force too.
+        rules.write_text("")
+        event = _reload(reload_proxy, "failed")
+        assert "no longer holds any rule" in str(event["detail"])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-t"):
+            conn.execute("SELECT 1 FROM t")
+
+        rules.write_text(DENY_T.replace('"*t"', '"*.nothing_here"'))
         _reload(reload_proxy, "loaded")
         assert conn.execute(query, (0,), prepare=True).fetchone() == (10,)
     assert reload_proxy.process is not None and reload_proxy.process.poll() is None

@@ -10,6 +10,8 @@ every row of a target without the data deciding.
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 __all__ = ["Walk", "function_name"]
@@ -484,9 +486,17 @@ def _scopes(
         return not _complementary(branches, target)
     if isinstance(cond, exp.Column) and cond.name == "__using__":
         return True
+    if isinstance(cond, exp.Escape) and isinstance(cond.this, _PATTERNS):
+        cond = cond.this  # LIKE ... ESCAPE '!': the pattern decides
     if isinstance(cond, exp.Xor):
         # `p XOR 1` is NOT p, `p XOR q` either of two: no row-limiting reading.
         return False
+    if (
+        isinstance(cond, exp.EQ)
+        and isinstance(cond.expression, exp.Any)
+        and _self_in(exp.In(this=cond.this, query=cond.expression.this))
+    ):
+        return False  # `id = ANY (SELECT id FROM t)` is `id IN (SELECT ...)`
     if isinstance(cond, exp.Column) or not _references(cond, written):
         # A bare column is true for every non-zero, non-NULL value: without
         # types, pamwire cannot tell a boolean flag from a numeric key.
@@ -508,6 +518,10 @@ def _scopes(
         if cond.args.get("negate"):
             return not _matches_none_only(cond)
         return not _matches_all(cond)
+    if isinstance(cond, exp.Between) and _self_expression(
+        cond.this, cond.args["low"], target
+    ):
+        return False  # `id BETWEEN id AND ...` holds for every row's own value
     if isinstance(cond, exp.In) and any(
         _self_expression(cond.this, item, target)
         for item in cond.args.get("expressions") or ()
@@ -666,8 +680,18 @@ def _matches_all(cond: exp.Expression) -> bool:
         return not isinstance(pattern, exp.Literal)
     text = pattern.this
     if isinstance(cond, exp.RegexpLike):
-        return text in _MATCH_ALL_REGEX
+        return text in _MATCH_ALL_REGEX or _regex_matches_empty(text)
     return text != "" and set(text) <= {"%"}
+
+
+def _regex_matches_empty(text: str) -> bool:
+    """A REGEXP that matches the empty string matches inside every string (`a|`,
+    `x*`, `()`). Read with Python's syntax, close to MySQL's; a pattern Python
+    cannot read is taken to match everything (fail closed)."""
+    try:
+        return re.search(text, "") is not None
+    except re.error:
+        return True
 
 
 def _matches_none_only(cond: exp.Expression) -> bool:
@@ -682,10 +706,30 @@ def _self_in(cond: exp.In) -> bool:
     """``c IN (SELECT c FROM same_table)`` with nothing filtering the sub-select."""
     query = cond.args.get("query")
     select = query.this if isinstance(query, exp.Subquery) else query
+    if isinstance(select, exp.Union):
+        # Either side of a UNION giving every value is enough.
+        return any(
+            _self_in(exp.In(this=cond.this, query=side))
+            for side in (select.this, select.expression)
+        )
     if not isinstance(select, exp.Select) or not isinstance(cond.this, exp.Column):
         return False
-    if select.args.get("where") or select.args.get("joins") or select.args.get("limit"):
+    if select.args.get("joins") or select.args.get("limit"):
         return False
     if select.args.get("having"):
         return False
-    return [e.name.lower() for e in select.expressions] == [cond.this.name.lower()]
+    where = select.args.get("where")
+    if isinstance(where, exp.Where):
+        from_ = select.args.get("from_") or select.args.get("from")
+        source = from_.this if isinstance(from_, exp.From) else None
+        names = (
+            {source.alias_or_name.lower(), source.name.lower()}
+            if isinstance(source, exp.Table)
+            else set()
+        )
+        if _scopes(where.this, names):
+            return False  # the sub-select itself is limited
+    columns = select.expressions
+    if len(columns) == 1 and isinstance(columns[0], exp.Star):
+        return True  # `IN (SELECT * FROM t)`, `IN (TABLE t)`: one column, every value
+    return [e.name.lower() for e in columns] == [cond.this.name.lower()]

@@ -6,11 +6,10 @@ Theory of operation: a throwaway PostgreSQL (and MariaDB, when installed) and a 
 drives a GrantService of its own on the same grants file, as `pamwire grant` does;
 the proxy's expiry loop (`GrantService.expiry_loop`) does the expiry work.
 
-(a) approve(), then connect and query as the person until the query runs as the
-    grant's account: through pamwire on PostgreSQL; directly on MariaDB (the
-    script predates pamwire's MySQL listener; the expiry work is the same).
-(b) a short grant with a session running `SELECT 1` in a loop (through pamwire on
-    PostgreSQL, directly on MariaDB): from the grant's end to the loop's error, and
+(a) approve(), then connect and query as the person through pamwire (its
+    PostgreSQL and MySQL listeners) until the query runs as the grant's account.
+(b) a short grant with a session through pamwire running `SELECT 1` in a loop:
+    from the grant's end to the loop's error, and
     to the moment the server shows no connection of the account and the account
     dropped or unable to log in (confirmed by a login attempt).
 
@@ -96,6 +95,11 @@ key_file = "grants.key"
 """
 
 MARIA_TARGET = """
+[[listener]]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {my_port}
+
 [target.maria]
 protocol = "mysql"
 host = "127.0.0.1"
@@ -196,7 +200,9 @@ def pamwire(workdir: Path, env: dict[str, str], *args: str, stdin: str = "") -> 
 
 
 @contextlib.contextmanager
-def proxy(workdir: Path, env: dict[str, str], port: int) -> Iterator[None]:
+def proxy(
+    workdir: Path, env: dict[str, str], port: int, my_port: int | None = None
+) -> Iterator[None]:
     config = workdir / "pamwire.toml"
     with (workdir / "pamwire.log").open("ab") as out:
         process = subprocess.Popen(
@@ -211,9 +217,14 @@ def proxy(workdir: Path, env: dict[str, str], port: int) -> Iterator[None]:
         def listening() -> bool:
             if process.poll() is not None:
                 raise RuntimeError("pamwire serve exited; see pamwire.log")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port)):
-                return True
-            return False
+            for each in (port, my_port):
+                if each is None:
+                    continue
+                try:
+                    socket.create_connection((HOST, each)).close()
+                except OSError:
+                    return False
+            return True
 
         wait_until("pamwire to listen", listening)
         yield
@@ -353,46 +364,58 @@ def maria_connect(server: MariaDBServer, user: str, password: str) -> Any:
     )
 
 
+def maria_via_proxy(my_port: int) -> Any:
+    """The person's session through pamwire's MySQL listener (target maria)."""
+    return pymysql.connect(
+        host=HOST,
+        port=my_port,
+        user=PERSON,
+        password=PERSON_PASSWORD,
+        database="maria",
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
 def maria_query(conn: Any, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
     with conn.cursor() as cursor:
         cursor.execute(sql, args)
         return list(cursor.fetchall())
 
 
-def maria_usable(
-    service: GrantService, server: MariaDBServer, results: Results
-) -> None:
+def maria_usable(service: GrantService, my_port: int, results: Results) -> None:
     grant = service.request(PERSON, "maria", "read-only", 600, None)
     start = time.time()
     grant = service.approve(grant.id, APPROVER)
     results.add("mariadb: approve() returned (account minted)", time.time() - start)
-    password = service.credential(grant).password
+    account = grant.account or ""
 
     def works() -> bool:
         try:
-            conn = maria_connect(server, grant.account or "", password)
+            conn = maria_via_proxy(my_port)
         except pymysql.MySQLError:
             return False
         try:
-            return bool(maria_query(conn, "SELECT CURRENT_USER()"))
+            rows = maria_query(conn, "SELECT CURRENT_USER()")
+            return bool(rows) and str(rows[0][0]).startswith(f"{account}@")
         finally:
             conn.close()
 
     results.add(
-        "mariadb: approval to first query (direct)",
+        "mariadb: approval to first query through pamwire",
         wait_until("a query as the grant's account", works) - start,
     )
     service.revoke(grant.id, APPROVER)
 
 
 def maria_expiry(
-    service: GrantService, server: MariaDBServer, results: Results
+    service: GrantService, server: MariaDBServer, my_port: int, results: Results
 ) -> None:
     grant = service.request(PERSON, "maria", "read-only", 3, None)
     grant = service.approve(grant.id, APPROVER)
     assert grant.expires_at is not None and grant.account is not None
     account, password = grant.account, service.credential(grant).password
-    session = maria_connect(server, account, password)
+    session = maria_via_proxy(my_port)
     ended: list[float] = []
     loop = threading.Thread(
         target=query_loop, args=(lambda: maria_query(session, "SELECT 1"), ended)
@@ -442,7 +465,7 @@ def maria_expiry(
 def run(rounds: int, skip_mariadb: bool) -> Results:
     results = Results()
     workdir = Path(tempfile.mkdtemp(prefix="pamwire-bench-grants-"))
-    port = free_port()
+    port, my_port = free_port(), free_port()
     env = dict(os.environ)
     env["PAMWIRE_BENCH_PG_ADMIN_PW"] = PG_ADMIN_PW
     env["PAMWIRE_BENCH_MARIA_ADMIN_PW"] = MARIA_ADMIN_PW
@@ -459,7 +482,7 @@ def run(rounds: int, skip_mariadb: bool) -> Results:
             server = stack.enter_context(mariadb()) if use_maria else None
             text = CONFIG.format(port=port, pg_port=cluster.port)
             if server is not None:
-                text += MARIA_TARGET.format(maria_port=server.port)
+                text += MARIA_TARGET.format(maria_port=server.port, my_port=my_port)
             (workdir / "pamwire.toml").write_text(text)
             (workdir / "allow-all.toml").write_text("# no rules\n")
             pamwire(
@@ -471,15 +494,17 @@ def run(rounds: int, skip_mariadb: bool) -> Results:
                 "--password-stdin",
                 stdin=PERSON_PASSWORD + "\n",
             )
-            stack.enter_context(proxy(workdir, env, port))
+            stack.enter_context(
+                proxy(workdir, env, port, my_port if server is not None else None)
+            )
             service = open_service(workdir / "pamwire.toml")
             stack.callback(service.close)
             for _ in range(rounds):
                 pg_usable(service, port, results)
                 pg_expiry(service, cluster, port, results)
                 if server is not None:
-                    maria_usable(service, server, results)
-                    maria_expiry(service, server, results)
+                    maria_usable(service, my_port, results)
+                    maria_expiry(service, server, my_port, results)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results

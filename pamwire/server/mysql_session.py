@@ -670,7 +670,11 @@ class MySqlSession:
         inner = facts.inner
         if (
             facts.unsafe_client_encoding
-            or (kind == "set" and _UNSAFE_CHARSET_WORD.search(facts.text))
+            or (
+                kind == "set"
+                and _sets_charset(facts)
+                and _UNSAFE_CHARSET_WORD.search(facts.text)
+            )
             or (inner is not None and inner.unsafe_client_encoding)
             or (
                 inner is not None
@@ -1199,6 +1203,15 @@ _NOT_PREPARABLE = Decision(
 
 def _modes(value: str) -> frozenset[str]:
     return frozenset(p.strip().upper() for p in value.split(",") if p.strip())
+
+
+def _sets_charset(facts: StatementFacts) -> bool:
+    """Whether a SET may change how the server reads text (a user variable alone,
+    `SET @x = 'gbk'`, does not)."""
+    return ANY_SETTING in facts.settings or any(
+        name.startswith(("character_set", "collation", "names"))
+        for name in facts.settings
+    )
 
 
 def _statement_id(block: bytes, packet: Packet) -> int:

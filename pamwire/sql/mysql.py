@@ -584,6 +584,8 @@ def _set_item(facts: _Facts, item: list[Token]) -> None:
     if head.upper == "NAMES" or head.upper in ("CHARSET", "CHARACTER"):
         rest = item[2:] if head.upper == "CHARACTER" else item[1:]
         charset = _constant(rest[:1]) if rest else None
+        if rest and charset is None and rest[0].upper != "DEFAULT":
+            charset = UNKNOWN_VALUE  # `SET NAMES @x`: not a name pamwire can read
         _charset(facts, charset)
         for name in ("character_set_client", "character_set_results"):
             facts.settings.add(name)

@@ -787,6 +787,10 @@ class _Judge:
             meanings.append(_OTHER)
             return
         ((name, body),) = item.items()
+        if name == "RangeTableSample" and isinstance(body, dict):
+            # `t TABLESAMPLE ...` is t, rows chosen by chance: read as the table.
+            self._add_item(level, body.get("relation"), meanings, substitute=substitute)
+            return
         alias = body.get("alias") if isinstance(body, dict) else None
         meaning = _OTHER
         if name == "RangeVar":
@@ -1053,17 +1057,31 @@ _PREDICATES: dict[str, Callable[[_Judge, _Json, bool], _V]] = {
 
 
 def _copy_of(body: _Json, target: Target, ctes: dict[str, _Json], depth: int) -> bool:
-    if depth > 8 or body.get("op", "SETOP_NONE") != "SETOP_NONE":
+    if depth > 8:
         return False
-    if any(
-        body.get(key)
-        for key in ("limitCount", "limitOffset", "groupClause", "havingClause")
-    ):
+    if body.get("op", "SETOP_NONE") in ("SETOP_UNION", "SETOP_UNION_ALL"):
+        # A union holds every row of either side: one side copying is enough.
+        return any(
+            isinstance(body.get(side), dict)
+            and _copy_of(body[side], target, ctes, depth + 1)
+            for side in ("larg", "rarg")
+        )
+    if body.get("op", "SETOP_NONE") != "SETOP_NONE":
+        return False
+    if any(body.get(key) for key in ("groupClause", "havingClause")):
+        return False
+    if not _no_limit(body.get("limitCount")) or not _no_limit(body.get("limitOffset")):
         return False
     sources = body.get("fromClause") or []
     if len(sources) != 1 or not isinstance(sources[0], dict):
         return False
     ((name, item),) = sources[0].items()
+    if name == "RangeTableSample":
+        # A sample of the table is chance, not data, choosing the rows.
+        relation = item.get("relation")
+        if not isinstance(relation, dict) or "RangeVar" not in relation:
+            return False
+        name, item = "RangeVar", relation["RangeVar"]
     if name == "RangeVar":
         same = target.same_table(item)
         if not same and item.get("schemaname") is None:
@@ -1080,6 +1098,19 @@ def _copy_of(body: _Json, target: Target, ctes: dict[str, _Json], depth: int) ->
             return False
         return body.get("whereClause") is None
     return False
+
+
+def _no_limit(node: _Json) -> bool:
+    """A LIMIT or OFFSET that keeps every row: none, `LIMIT ALL` (NULL), `OFFSET 0`."""
+    if node is None:
+        return True
+    const = node.get("A_Const") if isinstance(node, dict) else None
+    if not isinstance(const, dict):
+        return False
+    if const.get("isnull"):
+        return True
+    ival = const.get("ival")
+    return isinstance(ival, dict) and not ival.get("ival")
 
 
 def _aggregated(select: _Json) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from pglast import parser as pg_parser
 
-from pamwire.sql import pg_kinds
+from pamwire.sql import pg_kinds, pg_scope
 from pamwire.sql.encodings import is_unsafe_client_encoding
 from pamwire.sql.facts import ANY_SETTING, Analysis, StatementFacts
 from pamwire.sql.pg_catalog import CATALOG_RELATIONS
@@ -514,7 +514,7 @@ class _Walk:
         for cte in ctes:
             self.visit(cte.get("ctequery"))
             names.add(cte["ctename"])
-            self.cte_queries[cte["ctename"]] = cte.get("ctequery")
+            self.cte_queries[cte["ctename"]] = pg_scope.with_colnames(cte)
 
     def sub_walk(self, value: _Json) -> _Walk:
         """Walk a part that does not run now (a rule action, a plain EXPLAIN)."""
@@ -805,7 +805,7 @@ def _note_ctes(walk: _Walk, body: _Json) -> None:
     """Know a write's own CTE queries before its scope is judged."""
     for cte in (body.get("withClause") or {}).get("ctes") or ():
         query = cte.get("CommonTableExpr", {})
-        walk.cte_queries[query.get("ctename", "")] = query.get("ctequery")
+        walk.cte_queries[query.get("ctename", "")] = pg_scope.with_colnames(query)
 
 
 def _unscoped_upsert(walk: _Walk, body: _Json) -> bool:

@@ -143,6 +143,39 @@ def _column_links(
     return pairs
 
 
+def with_colnames(cte: _Json) -> _Json:
+    """A CTE's query, carrying the column names the CTE gives it (`c(x) AS ...`)
+    under "_colnames", for renames of a copied table's columns."""
+    query = cte.get("ctequery")
+    names = [sval(item) for item in cte.get("aliascolnames") or ()]
+    if isinstance(query, dict) and names:
+        return {**query, "_colnames": names}
+    return query
+
+
+def renames_of(select: _Json, colnames: list[str]) -> dict[str, str]:
+    """Output column name -> the column it is (`SELECT id AS x`, `c(x)`), for the
+    columns of a query that are plain columns under another name."""
+    body = select.get("SelectStmt") if isinstance(select, dict) else None
+    while isinstance(body, dict) and body.get("op", "SETOP_NONE") != "SETOP_NONE":
+        body = body.get("larg")
+    if not isinstance(body, dict):
+        return {}
+    names = list(colnames) or list(select.get("_colnames") or ())
+    renames: dict[str, str] = {}
+    for index, item in enumerate(body.get("targetList") or ()):
+        target = item.get("ResTarget", {}) if isinstance(item, dict) else {}
+        val = target.get("val") if isinstance(target, dict) else None
+        fields = (val or {}).get("ColumnRef", {}).get("fields") if val else None
+        if not fields or "A_Star" in fields[-1]:
+            continue
+        source = sval(fields[-1])
+        output = names[index] if index < len(names) else target.get("name") or source
+        if source and output != source:
+            renames[output] = source
+    return renames
+
+
 def copies_target(select: _Json, target: Target, ctes: dict[str, _Json]) -> bool:
     """Whether a query returns every row of ``target`` (``SELECT * FROM t``).
 
@@ -309,6 +342,8 @@ class _Judge:
         self.ctes = ctes
         self.substitute = substitute
         self.saw_same = False
+        # Per name of a copy of the table: its column names -> the table's.
+        self.renames: dict[str, dict[str, str]] = {}
         self.levels: list[_Level] = []
         top = self.level(sources, substitute=substitute)
         top.names[target.name] = _TARGET
@@ -797,6 +832,11 @@ class _Judge:
             if self._is_target(body):
                 self.saw_same = True
                 meaning = _TARGET if substitute else _OTHER
+                query = self.ctes.get(body.get("relname", ""))
+                colnames = [sval(n) for n in (alias or {}).get("colnames") or ()]
+                if query is not None or colnames:
+                    key = alias["aliasname"] if alias else body["relname"]
+                    self.renames[key] = renames_of(query or {}, colnames)
             level.names[alias["aliasname"] if alias else body["relname"]] = meaning
         elif name == "JoinExpr":
             for side in ("larg", "rarg"):
@@ -810,6 +850,11 @@ class _Judge:
             if copies_target(body.get("subquery"), self.target, self.ctes):
                 self.saw_same = True
                 meaning = _TARGET if substitute else _OTHER
+                if alias:
+                    colnames = [sval(n) for n in alias.get("colnames") or ()]
+                    self.renames[alias["aliasname"]] = renames_of(
+                        body.get("subquery"), colnames
+                    )
             if alias:
                 level.names[alias["aliasname"]] = meaning
         elif alias:
@@ -853,7 +898,10 @@ class _Judge:
         if not fields:
             return
         if self.resolve(fields) == _TARGET:
-            refs.cols.add(fields[-1])
+            name = fields[-1]
+            if len(fields) >= 2:
+                name = self.renames.get(fields[-2], {}).get(name, name)
+            refs.cols.add(name)
         else:
             refs.other = True
 

@@ -392,6 +392,12 @@ def _all_rows_of(select: object, walk: Walk, tables: tuple[str, ...]) -> bool:
     tables (`FROM (SELECT * FROM t) AS x`), with no filter on the way."""
     while isinstance(select, exp.Subquery):
         select = select.this
+    if isinstance(select, exp.Union):
+        # A union holds every row of either side.
+        return any(
+            _all_rows_of(side, walk, tables)
+            for side in (select.this, select.expression)
+        )
     if not isinstance(select, exp.Select) or select.args.get("limit"):
         return False
     from_ = select.args.get("from_") or select.args.get("from")
@@ -474,7 +480,7 @@ def _scopes(
     the statement writes through, which the restriction must name.
     """
     written = target if written is None else written
-    cond = _unparen(cond)
+    cond = _normalized(_unparen(cond))
     if isinstance(cond, exp.And):
         return _scopes(cond.this, target, written) or _scopes(
             cond.expression, target, written
@@ -570,10 +576,56 @@ def _unparen(cond: exp.Expression) -> exp.Expression:
 
 
 def _or_branches(cond: exp.Expression) -> list[exp.Expression]:
-    cond = _unparen(cond)
+    cond = _normalized(_unparen(cond))
     if isinstance(cond, exp.Or):
         return _or_branches(cond.this) + _or_branches(cond.expression)
     return [cond]
+
+
+_BOOLEANS = (exp.Is, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_MIRROR: dict[type[exp.Expression], type[exp.Expression]] = {
+    exp.GT: exp.LT,
+    exp.LT: exp.GT,
+    exp.GTE: exp.LTE,
+    exp.LTE: exp.GTE,
+    exp.EQ: exp.EQ,
+    exp.NEQ: exp.NEQ,
+}
+
+
+def _truth(node: exp.Expression) -> bool | None:
+    """The truth a constant stands for (TRUE, FALSE, 1, 0), else None."""
+    node = _unparen(node)
+    if isinstance(node, exp.Boolean):
+        return node.this is True
+    if isinstance(node, exp.Literal) and not node.is_string and node.this in ("0", "1"):
+        return str(node.this) == "1"
+    return None
+
+
+def _normalized(cond: exp.Expression) -> exp.Expression:
+    """One spelling for conditions that mean the same: `p IS TRUE` and `p = 1`
+    are p, `p IS FALSE` and `p = 0` are NOT p (ISNULL(c) reaches here as
+    `(c IS NULL)`), and `1 >= id` is `id <= 1`."""
+    for _ in range(8):
+        if isinstance(cond, (exp.Is, exp.EQ, exp.NEQ)):
+            inner = _unparen(cond.this)
+            truth = _truth(cond.expression)
+            if truth is not None and isinstance(inner, _BOOLEANS):
+                if isinstance(cond, exp.NEQ):
+                    truth = not truth
+                cond = inner if truth else exp.Not(this=inner)
+                continue
+        mirror = _MIRROR.get(type(cond))
+        if (
+            mirror is not None
+            and isinstance(cond, exp.Binary)
+            and isinstance(_unparen(cond.this), exp.Literal)
+            and isinstance(_unparen(cond.expression), exp.Column)
+        ):
+            cond = mirror(this=cond.expression, expression=cond.this)
+        break
+    return cond
 
 
 def _complementary(branches: list[exp.Expression], target: set[str]) -> bool:

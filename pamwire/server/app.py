@@ -21,6 +21,7 @@ import trio
 
 from pamwire.audit import journal
 from pamwire.audit.events import AuditEvent, new_event_id
+from pamwire.audit.literals import LiteralRedactor, compile_classes
 from pamwire.audit.store import AuditStore, AuditWriteError
 from pamwire.config import Config, Listener
 from pamwire.errors import PamwireError
@@ -75,10 +76,14 @@ async def serve(
     journal.recover(store_path, store)
     event_journal = journal.Journal(store_path, fsync_interval=audit.fsync_interval)
     copier = StoreCopier(store_path, full_sync=audit.strict)
+    literals = LiteralRedactor(
+        compile_classes(audit.redact_literals, audit.redact_patterns)
+    )
     writer = AuditWriter(
         store,
         journal=event_journal,
         copier=copier,
+        literals=literals,
         strict=audit.strict,
         checkpoint_every=audit.checkpoint_every,
         checkpoint_interval=audit.checkpoint_interval,
@@ -103,6 +108,7 @@ async def serve(
                         audit=writer,
                         credentials=credentials,
                         upstream_tls=target_tls,
+                        literals=literals,
                     )
                     if grants is not None:
                         nursery.start_soon(

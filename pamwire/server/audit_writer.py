@@ -100,6 +100,7 @@ class AuditWriter:
         *,
         journal: Journal | None = None,
         copier: StoreCopier | None = None,
+        literals: LiteralRedactor | None = None,
         journal_delay: float = 0.05,
         max_batch: int = 512,
         completion_delay: float = 0.2,
@@ -120,9 +121,8 @@ class AuditWriter:
         if copier is not None and journal is None:
             raise ValueError("a store copier needs a journal")
         self._copier = copier
-        # Classes of values replaced in recordings (audit.redact_literals); the
-        # server sets them once it has read its configuration.
-        self.literals = LiteralRedactor()
+        # Classes of values replaced in recordings (audit.redact_literals).
+        self.literals = literals or LiteralRedactor()
         self._store = store
         self._journal = journal
         self._journal_delay = journal_delay
@@ -514,7 +514,6 @@ class AuditWriter:
             return
         now = self._clock()
         state = self.chain.state()
-        counted = (self._since_checkpoint, self._first_since_checkpoint)
         lines = []
         for seal in seals:
             line, mark = self.chain.add_mark(
@@ -530,7 +529,6 @@ class AuditWriter:
                 # Unsealed rather than a gap in the chain: `log verify` notes them.
                 self._journal_failed("recording seals", exc)
                 self.chain.rewind(state)
-                self._since_checkpoint, self._first_since_checkpoint = counted
                 del self._marks[len(self._marks) - len(seals) :]
                 return
         self._counted(len(seals))

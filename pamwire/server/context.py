@@ -8,7 +8,7 @@ from typing import Protocol
 
 import attrs
 
-from pamwire.audit.literals import LiteralRedactor, compile_classes
+from pamwire.audit.literals import LiteralRedactor
 from pamwire.config import Config, Target
 from pamwire.rules.engine import RuleSet
 from pamwire.server.audit_writer import AuditWriter
@@ -68,14 +68,6 @@ class ServerContext:
     upstream_tls: dict[str, UpstreamTls] = attrs.field(factory=dict)
     # Classes of values the trail must not keep (audit.redact_literals/_patterns).
     literals: LiteralRedactor = attrs.field(factory=LiteralRedactor)
-
-    def __attrs_post_init__(self) -> None:
-        audit = self.config.audit
-        if audit.redact_literals or audit.redact_patterns:
-            self.literals = LiteralRedactor(
-                compile_classes(audit.redact_literals, audit.redact_patterns)
-            )
-        self.audit.literals = self.literals
 
     def tls_for(self, target: Target) -> UpstreamTls:
         """The TLS settings toward a target's server (none if not configured)."""

@@ -6,6 +6,8 @@ rule file reads the same whatever server sits behind the proxy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 #: Statement kinds an analyser may report; rule files are checked against it.
@@ -188,3 +190,18 @@ class Analysis:
 
     statements: tuple[StatementFacts, ...]
     error: str | None = None
+
+
+def linked_names(pairs: Iterable[tuple[str, str]], start: Iterable[str]) -> set[str]:
+    """The names reachable from start through pairs (either way round): the
+    copies of a written table that column equalities join to it."""
+    linked = set(start)
+    pending = list(pairs)
+    grown = True
+    while grown:
+        grown = False
+        for left, right in pending:
+            if (left in linked) != (right in linked):
+                linked |= {left, right}
+                grown = True
+    return linked

@@ -14,6 +14,8 @@ import re
 
 from sqlglot import exp
 
+from pamwire.sql.facts import linked_names
+
 __all__ = ["Walk", "function_name"]
 
 # Func subclasses that are syntax, not calls a rule could mean (sqlglot also
@@ -549,17 +551,10 @@ def _linked(
                 isinstance(side, exp.Column) and side.table
                 for side in (part.this, part.expression)
             ):
-                pairs.append((part.this.table.lower(), part.expression.table.lower()))
-    linked = set(written)
-    grown = True
-    while grown:
-        grown = False
-        for left, right in pairs:
-            for one, other in ((left, right), (right, left)):
-                if one in linked and other in copies and other not in linked:
-                    linked.add(other)
-                    grown = True
-    return linked
+                left, right = part.this.table.lower(), part.expression.table.lower()
+                if {left, right} <= copies | written:
+                    pairs.append((left, right))
+    return linked_names(pairs, written)
 
 
 def _conjuncts(cond: exp.Expression) -> list[exp.Expression]:

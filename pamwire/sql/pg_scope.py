@@ -30,6 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pamwire.sql import pg_patterns
+from pamwire.sql.facts import linked_names
 from pamwire.sql.pg_patterns import Atom
 
 # JSON values from the parser: dicts, lists, strings, numbers, booleans.
@@ -358,16 +359,7 @@ class _Judge:
         1``, t3 is just some row of the table, and limiting it limits nothing."""
         top = self.levels[0]
         conditions = [where, *top.quals]
-        pairs = _column_links(conditions, items)
-        linked = {self.target.name}
-        grown = True
-        while grown:
-            grown = False
-            for left, right in pairs:
-                for one, other in ((left, right), (right, left)):
-                    if one in linked and other not in linked:
-                        linked.add(other)
-                        grown = True
+        linked = linked_names(_column_links(conditions, items), [self.target.name])
         for name, meaning in list(top.names.items()):
             if meaning == _TARGET and name not in linked:
                 top.names[name] = _OTHER

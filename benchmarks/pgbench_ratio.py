@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from pamwire.localserver import free_port
 from pamwire.pgcluster import PostgresCluster
@@ -114,6 +114,9 @@ default_pool_size = {pool_size}
 logfile = {folder}/pgbouncer.log
 pidfile = {folder}/pgbouncer.pid
 """
+
+
+T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -297,6 +300,18 @@ def start_pamwire(
         encoding="utf-8",
     )
 
+    person_password, logp, _ = serve_pamwire(stack, config, port)
+    return Endpoint(
+        "pamwire", port, PERSON, person_password, TARGET, logp, folder / "audit.db"
+    )
+
+
+def serve_pamwire(
+    stack: contextlib.ExitStack, config: Path, port: int
+) -> tuple[str, Path, subprocess.Popen[bytes]]:
+    """Add the benchmark's person to the configuration in config and run `pamwire
+    serve` on it until the stack closes; returns her password, the log file and
+    the process."""
     person_password = secrets.token_urlsafe(18)
     cli = [sys.executable, "-m", "pamwire.cli"]
     added = subprocess.run(
@@ -310,7 +325,7 @@ def start_pamwire(
     if added.returncode != 0:
         raise BenchError(f"pamwire user add failed:\n{added.stderr.strip()}")
 
-    logp = folder / "pamwire.log"
+    logp = config.parent / "pamwire.log"
     proc = start_process(
         stack,
         "pamwire",
@@ -320,9 +335,7 @@ def start_pamwire(
     )
     wait_for_port("pamwire", port, proc, logp)
     log.info("pamwire on port %s (rules pack:baseline, audit trail on)", port)
-    return Endpoint(
-        "pamwire", port, PERSON, person_password, TARGET, logp, folder / "audit.db"
-    )
+    return person_password, logp, proc
 
 
 def start_relay(stack: contextlib.ExitStack, pg_port: int, password: str) -> Endpoint:
@@ -447,7 +460,7 @@ def pgbench(
     return Run(float(tps.group(1)), float(latency.group(1)), int(processed.group(1)))
 
 
-def rotated(items: Sequence[Endpoint], by: int) -> list[Endpoint]:
+def rotated(items: Sequence[T], by: int) -> list[T]:
     by %= len(items)
     return [*items[by:], *items[:by]]
 
@@ -501,11 +514,13 @@ def measure(
     return results
 
 
-def audit_counts(endpoint: Endpoint) -> dict[str, int]:
+def audit_counts(audit_path: Path | None) -> dict[str, int]:
     """Count pamwire's statement events by verdict (a check that auditing ran)."""
-    if endpoint.audit_path is None:
+    if audit_path is None:
         return {}
-    uri = f"file:{endpoint.audit_path}?mode=ro"
+    # The trail reaches SQLite in groups; give the last group time to land.
+    time.sleep(0.5)
+    uri = f"file:{audit_path}?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
             rows = db.execute(
@@ -513,7 +528,7 @@ def audit_counts(endpoint: Endpoint) -> dict[str, int]:
                 " WHERE kind = 'statement' GROUP BY 1"
             ).fetchall()
     except sqlite3.Error as exc:
-        raise BenchError(f"cannot read {endpoint.audit_path}: {exc}") from exc
+        raise BenchError(f"cannot read {audit_path}: {exc}") from exc
     return {str(verdict): int(count) for verdict, count in rows}
 
 
@@ -698,7 +713,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with setups(args) as endpoints:
             results = measure(endpoints, args)
-            audit = {e.name: audit_counts(e) for e in endpoints if e.audit_path}
+            audit = {
+                e.name: audit_counts(e.audit_path) for e in endpoints if e.audit_path
+            }
     except BenchError as exc:
         print(f"pgbench_ratio: FAILED: {exc}", file=sys.stderr)
         return 1

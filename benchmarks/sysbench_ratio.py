@@ -24,11 +24,9 @@ import re
 import secrets
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +36,12 @@ from pgbench_ratio import (
     HOST,
     BenchError,
     _interrupt_on_signals,
+    _positive,
     _tail,
+    audit_counts,
     machine,
+    rotated,
+    serve_pamwire,
     start_process,
     temp_folder,
     wait_for_port,
@@ -172,29 +174,7 @@ def start_pamwire(
         encoding="utf-8",
     )
 
-    person_password = secrets.token_urlsafe(18)
-    cli = [sys.executable, "-m", "pamwire.cli"]
-    added = subprocess.run(
-        [*cli, "user", "add", PERSON, "--password-stdin", "--config", str(config)],
-        input=person_password + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if added.returncode != 0:
-        raise BenchError(f"pamwire user add failed:\n{added.stderr.strip()}")
-
-    logp = folder / "pamwire.log"
-    proc = start_process(
-        stack,
-        "pamwire",
-        [*cli, "serve", "--config", str(config)],
-        logp,
-        stop_signal=signal.SIGINT,
-    )
-    wait_for_port("pamwire", port, proc, logp)
-    log.info("pamwire on port %s (rules pack:baseline, audit trail on)", port)
+    person_password, logp, proc = serve_pamwire(stack, config, port)
     return Endpoint(
         "pamwire",
         port,
@@ -354,11 +334,6 @@ def sysbench(
     )
 
 
-def rotated(items: Sequence[Endpoint], by: int) -> list[Endpoint]:
-    by %= len(items)
-    return [*items[by:], *items[:by]]
-
-
 Results = dict[str, dict[str, dict[str, list[Run]]]]
 
 
@@ -409,24 +384,6 @@ def measure(endpoints: Sequence[Endpoint], args: argparse.Namespace) -> Results:
                         "" if cpu is None else f" {cpu:6.0f} cpu-us/tx",
                     )
     return results
-
-
-def audit_counts(endpoint: Endpoint) -> dict[str, int]:
-    """Count pamwire's statement events by verdict (a check that auditing ran)."""
-    if endpoint.audit_path is None:
-        return {}
-    # The trail reaches SQLite in groups; give the last group time to land.
-    time.sleep(0.5)
-    uri = f"file:{endpoint.audit_path}?mode=ro"
-    try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
-            rows = db.execute(
-                "SELECT coalesce(verdict, '-'), count(*) FROM events"
-                " WHERE kind = 'statement' GROUP BY 1"
-            ).fetchall()
-    except sqlite3.Error as exc:
-        raise BenchError(f"cannot read {endpoint.audit_path}: {exc}") from exc
-    return {str(verdict): int(count) for verdict, count in rows}
 
 
 # -- report -----------------------------------------------------------------------
@@ -545,13 +502,6 @@ def _workloads(text: str) -> list[str]:
     return chosen
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="sysbench OLTP through pamwire beside direct and a bare trio "
@@ -615,7 +565,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with setups(args) as endpoints:
             results = measure(endpoints, args)
-            audit = {e.name: audit_counts(e) for e in endpoints if e.audit_path}
+            audit = {
+                e.name: audit_counts(e.audit_path) for e in endpoints if e.audit_path
+            }
     except BenchError as exc:
         print(f"sysbench_ratio: FAILED: {exc}", file=sys.stderr)
         return 1
